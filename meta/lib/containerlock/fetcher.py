@@ -1,0 +1,304 @@
+"""The `docker://` fetcher: registry content pulled by digest into a verified DL_DIR store."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bb
+import bb.event
+from bb.fetch2 import (
+    FetchError,
+    FetchMethod,
+    MissingChecksumEvent,
+    NoChecksumError,
+    check_network_access,
+    logger,
+)
+
+from . import manifest as mf
+from . import skopeo
+from .image import ResolvedImage, blobs_valid, check_config_platform, platform_manifest_digest, resolve
+from .platform import Platform, PlatformError, platform_for
+from .progress import SkopeoCopyProgress
+from .reference import ImageReference, InvalidReference, parse_url, redact
+from .store import BlobStore, atomic_write, canonical_json, sha256_digest
+
+STORE_DIR = "containers"
+UNPACK_DIR = "container-images"
+RECORD_VERSION = 1
+
+
+def _strictness(d: Any) -> str:
+    return d.getVar("BB_STRICT_CHECKSUM") or "0"
+
+
+def store_root(d: Any) -> Path:
+    """`${DL_DIR}/containers`: blobs, image records and temporary files."""
+    return Path(d.getVar("DL_DIR")) / STORE_DIR
+
+
+def unpack_dirname(image: ImageReference) -> str:
+    """The directory under `${WORKDIR}/container-images` that holds the image's OCI layout."""
+    return f"{image.fs_name}@{image.tag}"
+
+
+class DockerRegistryFetcher(FetchMethod):
+    """Fetch `docker://host[:port]/path;tag=…;digest=sha256:…` with skopeo."""
+
+    def supports(self, ud: Any, d: Any) -> bool:
+        return ud.type == "docker"
+
+    def supports_checksum(self, ud: Any) -> bool:
+        # Integrity is the digest's job; BitBake's file checksums do not apply.
+        return False
+
+    def urldata_init(self, ud: Any, d: Any) -> None:
+        try:
+            ud.image = parse_url(d.expand(ud.url))
+            ud.platform = platform_for(
+                d.getVar("PACKAGE_ARCH"), d.getVar("TARGET_ARCH"), d.getVar("CONTAINER_PLATFORM")
+            )
+        except (InvalidReference, PlatformError) as err:
+            raise FetchError(str(err), redact(ud.url)) from None
+        image: ImageReference = ud.image
+        if image.digest:
+            ud.localfile = f"{STORE_DIR}/images/{image.digest.replace(':', '-')}/{ud.platform.fs_name}.json"
+        else:
+            ud.localfile = f"{STORE_DIR}/tags/{unpack_dirname(image)}/{ud.platform.fs_name}.json"
+
+    # -- state in DL_DIR ---------------------------------------------------------------
+
+    def _store(self, d: Any) -> BlobStore:
+        return BlobStore(store_root(d) / "blobs")
+
+    def _read_record(self, ud: Any) -> dict[str, Any] | None:
+        try:
+            record = mf.load(Path(ud.localpath).read_bytes())
+        except (FileNotFoundError, mf.ManifestError):
+            return None
+        return record if record.get("version") == RECORD_VERSION else None
+
+    def _local_image(self, ud: Any, d: Any) -> ResolvedImage | None:
+        """The image as recorded and verified in DL_DIR, or None if anything is off."""
+        record = self._read_record(ud)
+        if record is None or (ud.image.digest and record.get("digest") != ud.image.digest):
+            return None
+        try:
+            image = resolve(self._store(d), str(record["digest"]), ud.platform)
+        except (FileNotFoundError, KeyError, mf.ManifestError, PlatformError):
+            return None
+        return image if blobs_valid(self._store(d), image) else None
+
+    def need_update(self, ud: Any, d: Any) -> bool:
+        if not ud.image.digest and _strictness(d) == "1":
+            return True  # download() reports it, before any network access
+        if self._local_image(ud, d) is None:
+            return True
+        # A tag without digest is resolved again whenever the network may be used.
+        return not ud.image.digest and not bb.utils.to_boolean(d.getVar("BB_NO_NETWORK"))
+
+    def done(self, ud: Any, d: Any) -> bool:
+        return self._local_image(ud, d) is not None
+
+    def clean(self, ud: Any, d: Any) -> None:
+        # Blobs are shared with other images; only this URL's record goes.
+        for path in (ud.localpath, ud.donestamp):
+            if path:
+                Path(path).unlink(missing_ok=True)
+
+    # -- download ------------------------------------------------------------------------
+
+    def _check_strict(self, ud: Any, d: Any) -> None:
+        image: ImageReference = ud.image
+        if _strictness(d) != "1" or (image.digest and image.tag_given):
+            return
+        missing = " and ".join(
+            what for what, absent in (("tag", not image.tag_given), ("digest", not image.digest)) if absent
+        )
+        raise NoChecksumError(
+            f"{ud.url}: BB_STRICT_CHECKSUM = \"1\" requires a tag and a digest, this URL has no "
+            f"{missing}. Pin it in SRC_URI (docker://{image.name};tag=<tag>;digest=sha256:…) "
+            "or with `container-lock update`",
+            ud.url,
+        )
+
+    def _manifest_bytes(self, source_digest: str, ud: Any, d: Any) -> bytes:
+        """The manifest with `source_digest`: from the store, else from the registry (verified)."""
+        store = self._store(d)
+        try:
+            return store.read(source_digest)
+        except FileNotFoundError:
+            pass
+        raw = skopeo.inspect_raw(ud.image.by_digest(source_digest), d, store_root(d) / "tmp")
+        if sha256_digest(raw) != source_digest:
+            raise FetchError(
+                f"the registry returned a manifest that hashes to {sha256_digest(raw)}, "
+                f"not {source_digest}; refusing it",
+                ud.url,
+            )
+        store.put(source_digest, raw)
+        return raw
+
+    def _resolve_tag(self, ud: Any, d: Any) -> str:
+        """Resolve the tag once; the manifest bytes are kept, so the digest cannot race."""
+        raw = skopeo.inspect_raw(ud.image.tagged, d, store_root(d) / "tmp")
+        digest = sha256_digest(raw)
+        self._store(d).put(digest, raw)
+        return digest
+
+    def _warn_if_tag_moved(self, ud: Any, d: Any) -> None:
+        image: ImageReference = ud.image
+        tag_raw = skopeo.inspect_raw(image.tagged, d, store_root(d) / "tmp")
+        tag_digest = sha256_digest(tag_raw)
+        if tag_digest == image.digest:
+            return
+        doc = mf.load(tag_raw)
+        if mf.is_index(doc) and any(m.get("digest") == image.digest for m in doc.get("manifests", [])):
+            return  # the pin is one platform of the index the tag names
+        logger.warning(
+            "%s: tag '%s' now points to %s, but the recipe pins %s; building the pinned digest. "
+            "If the new content is wanted, update the digest (or run `container-lock update`).",
+            ud.url, image.tag, tag_digest, image.digest,
+        )
+
+    def _pull_blobs(self, ud: Any, d: Any, manifest_digest: str, manifest: mf.ImageManifest) -> None:
+        store = self._store(d)
+        missing = [b for b in manifest.blobs if not store.is_valid(b.digest, b.size)]
+        if not missing:
+            return
+        tmp = store_root(d) / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        layout = Path(tempfile.mkdtemp(dir=tmp, prefix="layout."))
+        try:
+            progress = SkopeoCopyProgress(d, len(manifest.blobs))
+            skopeo.copy_to_store(ud.image.by_digest(manifest_digest), store.root, layout, d, progress)
+        finally:
+            shutil.rmtree(layout, ignore_errors=True)
+        bad = [b.digest for b in missing if not store.is_valid(b.digest, b.size)]
+        if bad:
+            raise FetchError(f"downloaded blobs do not match their digests: {', '.join(bad)}", ud.url)
+
+    def download(self, ud: Any, d: Any) -> None:
+        self._check_strict(ud, d)
+        image: ImageReference = ud.image
+        check_network_access(d, f"skopeo inspect --raw docker://{image.tagged}", ud.url)
+        if image.digest:
+            digest = image.digest
+            if image.tag_given:
+                self._warn_if_tag_moved(ud, d)
+        else:
+            digest = self._resolve_tag(ud, d)
+        try:
+            top = self._manifest_bytes(digest, ud, d)
+            manifest_digest = platform_manifest_digest(top, digest, ud.platform)
+            raw = top if manifest_digest == digest else self._manifest_bytes(manifest_digest, ud, d)
+            self._pull_blobs(ud, d, manifest_digest, mf.image_manifest(mf.load(raw)))
+            resolved = resolve(self._store(d), digest, ud.platform)
+            if manifest_digest == digest:
+                check_config_platform(self._store(d), resolved)
+        except (mf.ManifestError, PlatformError) as err:
+            raise FetchError(f"{image.tagged} ({digest}): {err}", ud.url) from None
+        self._write_record(ud, resolved)
+        if not image.digest:
+            self._report_missing_digest(ud, d, digest)
+
+    def _write_record(self, ud: Any, image: ResolvedImage) -> None:
+        record = {
+            "version": RECORD_VERSION,
+            "reference": ud.image.name,
+            "tag": ud.image.tag,
+            "digest": image.digest,
+            "platform": str(image.platform),
+            "manifest": image.manifest_digest,
+        }
+        atomic_write(Path(ud.localpath), canonical_json(record))
+
+    def _report_missing_digest(self, ud: Any, d: Any, digest: str) -> None:
+        bb.event.fire(MissingChecksumEvent(ud.url, sha256sum=digest), d)
+        if _strictness(d) == "ignore":
+            return
+        logger.warning(
+            "%s has no digest; tag '%s' resolved to %s. Pin it by writing this in SRC_URI "
+            "(or run `container-lock update`):\n    %s",
+            ud.url, ud.image.tag, digest, ud.image.url(digest),
+        )
+
+    def checkstatus(self, fetch: Any, ud: Any, d: Any) -> bool:
+        image: ImageReference = ud.image
+        source = image.by_digest(image.digest) if image.digest else image.tagged
+        check_network_access(d, f"skopeo inspect --raw docker://{source}", ud.url)
+        skopeo.inspect_raw(source, d, store_root(d) / "tmp")
+        return True
+
+    # -- unpack ----------------------------------------------------------------------------
+
+    def unpack(self, ud: Any, rootdir: str, d: Any) -> None:
+        image = self._local_image(ud, d)
+        if image is None:
+            raise FetchError(
+                "the image is missing or corrupt in DL_DIR (every blob is verified); run do_fetch again",
+                ud.url,
+            )
+        dest = Path(rootdir) / UNPACK_DIR / unpack_dirname(ud.image)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+        try:
+            self._write_layout(staging, ud.image, image, self._store(d))
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.rename(staging, dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def _write_layout(self, root: Path, ref: ImageReference, image: ResolvedImage, store: BlobStore) -> None:
+        """An OCI image layout of one platform, blobs hard-linked from the store where possible."""
+        blobs = root / "blobs" / "sha256"
+        blobs.mkdir(parents=True)
+        for digest in (image.manifest_digest, *(b.digest for b in image.manifest.blobs)):
+            _link_or_copy(store.path(digest), blobs / digest.split(":", 1)[1])
+        descriptor = {
+            "mediaType": image.manifest_media_type,
+            "digest": image.manifest_digest,
+            "size": image.manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": ref.tag},
+        }
+        atomic_write(root / "oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
+        atomic_write(root / "index.json", canonical_json({"schemaVersion": 2, "manifests": [descriptor]}))
+        facts = {
+            "reference": ref.name,
+            "tag": ref.tag,
+            "digest": image.digest,
+            "platform": str(image.platform),
+            "manifest": image.manifest_digest,
+            "config": image.manifest.config.digest,
+            "layers": [{"digest": b.digest, "size": b.size, "mediaType": b.media_type}
+                       for b in image.manifest.layers],
+        }
+        atomic_write(root / "container-lock.json", canonical_json(facts))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError as err:
+        if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copy2(src, dst)
+
+
+def register() -> None:
+    """Put this fetcher first in BitBake's fetcher list (idempotent).
+
+    Isar appends its own `docker` fetcher per recipe; being first, this one wins.
+    """
+    import bb.fetch2
+
+    methods = bb.fetch2.methods
+    methods[:] = [m for m in methods if not isinstance(m, DockerRegistryFetcher)]
+    methods.insert(0, DockerRegistryFetcher())

@@ -1,0 +1,109 @@
+"""Map build architectures to OCI platforms and pick a platform's manifest from an index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class PlatformError(ValueError):
+    """The platform cannot be determined or the image does not provide it."""
+
+
+@dataclass(frozen=True, order=True)
+class Platform:
+    """An OCI platform: `os/architecture[/variant]`."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        return "/".join(filter(None, (self.os, self.architecture, self.variant)))
+
+    @property
+    def fs_name(self) -> str:
+        """The platform as a file-name part, e.g. `linux-arm-v7`."""
+        return str(self).replace("/", "-")
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """Parse `os/arch[/variant]`, e.g. `linux/arm/v7`."""
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise PlatformError(f"platform '{text}' is not of the form os/architecture[/variant]")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        """Does the `platform` object of an index entry describe this platform?"""
+        if entry.get("os") != self.os or entry.get("architecture") != self.architecture:
+            return False
+        variant = entry.get("variant") or None
+        if self.variant == variant:
+            return True
+        # arm64 images are labelled with or without the (only) variant v8.
+        return self.architecture == "arm64" and {self.variant, variant} <= {None, "v8"}
+
+
+# Debian architecture names (Isar's PACKAGE_ARCH / DISTRO_ARCH) → OCI platform.
+DEBIAN_ARCHES: Mapping[str, Platform] = {
+    "amd64": Platform("linux", "amd64"),
+    "arm64": Platform("linux", "arm64"),
+    "armhf": Platform("linux", "arm", "v7"),
+    "armel": Platform("linux", "arm", "v6"),
+    "i386": Platform("linux", "386"),
+    "mipsel": Platform("linux", "mipsle"),
+    "mips64el": Platform("linux", "mips64le"),
+    "ppc64el": Platform("linux", "ppc64le"),
+    "riscv64": Platform("linux", "riscv64"),
+    "s390x": Platform("linux", "s390x"),
+    "loong64": Platform("linux", "loong64"),
+}
+
+# OpenEmbedded TARGET_ARCH names → OCI platform (32-bit arm needs CONTAINER_PLATFORM).
+OE_TARGET_ARCHES: Mapping[str, Platform] = {
+    "x86_64": Platform("linux", "amd64"),
+    "aarch64": Platform("linux", "arm64"),
+    "i586": Platform("linux", "386"),
+    "i686": Platform("linux", "386"),
+    "riscv64": Platform("linux", "riscv64"),
+    "powerpc64le": Platform("linux", "ppc64le"),
+    "mipsel": Platform("linux", "mipsle"),
+}
+
+
+def platform_for(package_arch: str | None, target_arch: str | None, override: str | None) -> Platform:
+    """The platform to pull for a recipe.
+
+    `override` (CONTAINER_PLATFORM) wins; then the Debian architecture in
+    PACKAGE_ARCH (Isar); then OE's TARGET_ARCH. `all` and unknown names are an
+    error: silently pulling amd64 for another target would be wrong.
+    """
+    if override:
+        return Platform.parse(override)
+    if package_arch in DEBIAN_ARCHES:
+        return DEBIAN_ARCHES[package_arch]
+    if target_arch in OE_TARGET_ARCHES:
+        return OE_TARGET_ARCHES[target_arch]
+    raise PlatformError(
+        f"cannot map PACKAGE_ARCH '{package_arch}' (TARGET_ARCH '{target_arch}') to a container "
+        f"platform; known: {', '.join(sorted(DEBIAN_ARCHES))}. Set CONTAINER_PLATFORM "
+        "(e.g. \"linux/arm/v7\") in the recipe"
+    )
+
+
+def select_descriptor(manifests: Sequence[Mapping[str, Any]], platform: Platform) -> Mapping[str, Any]:
+    """Pick the entry for `platform` from an index's `manifests` list."""
+    for entry in manifests:
+        if platform.matches(entry.get("platform") or {}):
+            return entry
+    offered = sorted(
+        {str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant") or None))
+         for p in (e.get("platform") or {} for e in manifests)
+         if p.get("os") != "unknown"}
+    )
+    raise PlatformError(
+        f"the image index has no {platform} image; it offers: {', '.join(offered) or 'none'}. "
+        "Pick another image, or set CONTAINER_PLATFORM to one of those"
+    )

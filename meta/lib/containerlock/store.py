@@ -1,0 +1,109 @@
+"""The content-addressed blob store in DL_DIR: every byte verified against its digest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 1 << 20
+
+# Files this process has hashed, keyed by identity and change time: a file that
+# is modified or replaced gets a new key and is hashed again.
+_verified: dict[tuple[int, int, int, int, int], str] = {}
+
+
+def sha256_digest(data: bytes) -> str:
+    """`sha256:<hex>` of `data`."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """`sha256:<hex>` of a file's content (cached per process while the file is unchanged)."""
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _verified:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        _verified[key] = "sha256:" + h.hexdigest()
+    return _verified[key]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file and rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Deterministic JSON: same object, same bytes."""
+    return (json.dumps(obj, sort_keys=True, indent=2) + "\n").encode()
+
+
+class BlobStore:
+    """Blobs under `<root>/sha256/<hex>`: the layout skopeo's `--dest-shared-blob-dir` writes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, digest: str) -> Path:
+        """Where the blob with `digest` lives (the digest is validated by the caller)."""
+        algorithm, _, hexpart = digest.partition(":")
+        return self.root / algorithm / hexpart
+
+    def is_valid(self, digest: str, size: int | None = None) -> bool:
+        """Is the blob present with exactly these bytes? A bad copy is removed."""
+        path = self.path(digest)
+        try:
+            if size is not None and path.stat().st_size != size:
+                raise ValueError("size")
+            if file_digest(path) == digest:
+                return True
+        except FileNotFoundError:
+            return False
+        except ValueError:
+            pass
+        self.discard(digest)
+        return False
+
+    def discard(self, digest: str) -> None:
+        """Remove a blob that failed verification (renamed first: never half-removed)."""
+        path = self.path(digest)
+        try:
+            doomed = path.with_name(f".bad.{path.name}.{os.getpid()}")
+            os.replace(path, doomed)
+            doomed.unlink()
+        except FileNotFoundError:
+            pass
+
+    def read(self, digest: str) -> bytes:
+        """The blob's bytes, verified; FileNotFoundError if absent or corrupt."""
+        path = self.path(digest)
+        data = path.read_bytes()
+        if sha256_digest(data) != digest:
+            self.discard(digest)
+            raise FileNotFoundError(f"blob {digest} in {self.root} was corrupt and is removed")
+        return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Store bytes that hash to `digest` (checked), atomically."""
+        actual = sha256_digest(data)
+        if actual != digest:
+            raise ValueError(f"content hashes to {actual}, not {digest}")
+        if not self.is_valid(digest, len(data)):
+            atomic_write(self.path(digest), data)

@@ -1,0 +1,1 @@
+"""Policy files and their evaluation (see docs/ and the policy issue)."""

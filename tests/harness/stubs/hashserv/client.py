@@ -1,0 +1,1 @@
+"""Stand-in for hashserv.client (unused with basichash)."""
