@@ -6,6 +6,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 from pathlib import Path
 
 import bb.build
@@ -61,8 +62,12 @@ def test_registry_with_port_is_fetched_and_unpacked(build, registry, image_facto
 @pytest.mark.parametrize("package_arch", ["amd64", "arm64", "armhf", "armel"])
 def test_multi_arch_index_yields_the_package_arch_image(build, image_factory, package_arch) -> None:
     image = image_factory.multi_arch("fetch/multi", tag="1.0")
-    platform = {"amd64": "linux/amd64", "arm64": "linux/arm64/v8", "armhf": "linux/arm/v7",
-                "armel": "linux/arm/v6"}[package_arch]
+    platform = {
+        "amd64": "linux/amd64",
+        "arm64": "linux/arm64/v8",
+        "armhf": "linux/arm/v7",
+        "armel": "linux/arm/v6",
+    }[package_arch]
     build.set(DISTRO_ARCH=package_arch)
     url = docker_url(image, image.digest)
     d = build.run(recipe(build, "multi", url), "do_fetch", "do_unpack")
@@ -86,8 +91,10 @@ def test_arch_all_is_a_clear_error(build, registry, image_factory) -> None:
 def test_platform_missing_from_index_names_the_offered_ones(build, image_factory) -> None:
     image = image_factory.multi_arch("fetch/multi", tag="1.0")
     build.set(DISTRO_ARCH="riscv64")
-    with pytest.raises(bb.fetch2.FetchError, match=r"no linux/riscv64 image; it offers: .*linux/arm/v7"):
+    with pytest.raises(bb.fetch2.FetchError):
         build.run(recipe(build, "riscv", docker_url(image, image.digest)), "do_fetch")
+    errors = build.events.messages(logging.ERROR)
+    assert any(re.search(r"no linux/riscv64 image; it offers: .*linux/arm/v7", m) for m in errors)
 
 
 def test_missing_digest_is_resolved_once_and_reported(build, registry, image_factory) -> None:
@@ -191,11 +198,12 @@ def test_damaged_blob_in_dl_dir_is_detected_and_fetched_again(build, registry, i
     build.set(BB_NO_NETWORK="1")
     with pytest.raises(bb.fetch2.NetworkAccess):
         build.run(rec, "do_fetch")
-    # Online, exactly that blob is downloaded again.
+    # Online, exactly that layer is downloaded again (skopeo always reads the small config).
     build.set(BB_NO_NETWORK="0")
     mark = registry.mark()
     build.run(rec, "do_fetch")
-    assert [g.digest for g in registry.blob_gets(mark)] == [layer]
+    config = image.platforms["linux/amd64"].config_digest
+    assert [g.digest for g in registry.blob_gets(mark) if g.digest != config] == [layer]
     assert file_digest(store_blobs(build)[layer]) == layer
 
 
@@ -237,7 +245,9 @@ def test_concurrent_fetches_of_one_image_are_safe(tmp_path, registry, image_fact
     assert sorted(queue.get(timeout=5) for _ in children) == ["ok"] * 4
     gets = [g.digest for g in registry.blob_gets(mark)]
     assert len(gets) == len(set(gets))  # every blob downloaded once
-    for digest, path in {f"sha256:{p.name}": p for p in (dl_dir / "containers/blobs/sha256").iterdir()}.items():
+    for digest, path in {
+        f"sha256:{p.name}": p for p in (dl_dir / "containers/blobs/sha256").iterdir()
+    }.items():
         assert file_digest(path) == digest
 
 
@@ -253,6 +263,7 @@ def test_offline_build_from_populated_dl_dir(build, registry, image_factory) -> 
     assert unpacked(d, url)["digest"] == image.digest
 
     missing = image_factory.single_arch("fetch/offline-missing", tag="1.0")
+    mark = registry.mark()
     with pytest.raises(bb.fetch2.NetworkAccess):
         build.run(recipe(build, "offline2", docker_url(missing, missing.digest)), "do_fetch")
     assert registry.requests(mark) == []
@@ -288,8 +299,8 @@ def test_registered_ahead_of_another_docker_fetcher(build, image_factory) -> Non
     try:
         image = image_factory.single_arch("fetch/order", tag="1.0")
         build.run(recipe(build, "order", docker_url(image, image.digest)), "do_fetch")
-        docker_methods = [m for m in bb.fetch2.methods if m.supports(type("U", (), {"type": "docker"}), None)]
-        assert isinstance(docker_methods[0], DockerRegistryFetcher)
+        kinds = [type(m) for m in bb.fetch2.methods]
+        assert kinds.index(DockerRegistryFetcher) < kinds.index(UpstreamLike)
         assert DockerRegistryFetcher.__module__ != "container_fetcher"
     finally:
         bb.fetch2.methods[:] = [m for m in bb.fetch2.methods if not isinstance(m, UpstreamLike)]
@@ -297,8 +308,13 @@ def test_registered_ahead_of_another_docker_fetcher(build, image_factory) -> Non
 
 @pytest.mark.parametrize(
     "url",
-    ["docker://", "docker://127.0.0.1:5000/app;digest=sha256:12", "docker://127.0.0.1:5000/app;tga=1",
-     "docker://127.0.0.1:5000/a/../../etc", "docker://127.0.0.1:5000/App"],
+    [
+        "docker://",
+        "docker://127.0.0.1:5000/app;digest=sha256:12",
+        "docker://127.0.0.1:5000/app;tga=1",
+        "docker://127.0.0.1:5000/a/../../etc",
+        "docker://127.0.0.1:5000/App",
+    ],
 )
 def test_bad_url_fails_naming_the_url_and_writes_nothing(build, tmp_path, url) -> None:
     with pytest.raises(bb.fetch2.FetchError) as err:
@@ -323,4 +339,6 @@ def test_fetch_signature_follows_the_digest(build, image_factory) -> None:
     second = build.basehashes(recipe(build, "sig", docker_url(new, new.digest)))
     assert first["do_fetch"] != second["do_fetch"]
     build.set(ZSTD_COMPRESSION_LEVEL="-19")
-    assert build.basehashes(recipe(build, "sig", docker_url(new, new.digest)))["do_fetch"] == second["do_fetch"]
+    assert (
+        build.basehashes(recipe(build, "sig", docker_url(new, new.digest)))["do_fetch"] == second["do_fetch"]
+    )

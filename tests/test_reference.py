@@ -14,7 +14,12 @@ DIGEST = "sha256:" + "ab" * 32
     ("url", "name", "tag", "digest"),
     [
         ("docker://127.0.0.1:5000/app;tag=1.2", "127.0.0.1:5000/app", "1.2", None),
-        (f"docker://reg.example:5000/team/app;digest={DIGEST};tag=v1", "reg.example:5000/team/app", "v1", DIGEST),
+        (
+            f"docker://reg.example:5000/team/app;digest={DIGEST};tag=v1",
+            "reg.example:5000/team/app",
+            "v1",
+            DIGEST,
+        ),
         ("docker://quay.io/libpod/alpine;tag=3.10.2", "quay.io/libpod/alpine", "3.10.2", None),
         ("docker://alpine", "docker.io/library/alpine", "latest", None),
         ("docker://someone/tool;tag=2", "docker.io/someone/tool", "2", None),
@@ -72,8 +77,14 @@ def test_redact_hides_userinfo() -> None:
 
 @pytest.mark.parametrize(
     ("package_arch", "expected"),
-    [("amd64", "linux/amd64"), ("arm64", "linux/arm64"), ("armhf", "linux/arm/v7"),
-     ("armel", "linux/arm/v6"), ("i386", "linux/386"), ("riscv64", "linux/riscv64")],
+    [
+        ("amd64", "linux/amd64"),
+        ("arm64", "linux/arm64"),
+        ("armhf", "linux/arm/v7"),
+        ("armel", "linux/arm/v6"),
+        ("i386", "linux/386"),
+        ("riscv64", "linux/riscv64"),
+    ],
 )
 def test_platform_from_package_arch(package_arch: str, expected: str) -> None:
     assert str(platform_for(package_arch, None, None)) == expected

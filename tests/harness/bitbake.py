@@ -165,9 +165,21 @@ class BuildDir:
         datastore. Raises whatever the task raises (FetchError, …).
         """
         d = self.parse(recipe)
-        for task in tasks:
-            d.setVar("BB_CURRENTTASK", task.removeprefix("do_"))
-            bb.build.exec_func(task, d)
+        real_better_exec = bb.utils.better_exec
+
+        def better_exec_raising(*args: Any, **kwargs: Any) -> Any:
+            # The worker logs a task's exception and raises BBHandledException;
+            # tests want the exception itself (FetchError, NetworkAccess, …).
+            kwargs["pythonexception"] = True
+            return real_better_exec(*args, **kwargs)
+
+        bb.utils.better_exec = better_exec_raising
+        try:
+            for task in tasks:
+                d.setVar("BB_CURRENTTASK", task.removeprefix("do_"))
+                bb.build.exec_func(task, d)
+        finally:
+            bb.utils.better_exec = real_better_exec
         return d
 
 

@@ -10,7 +10,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 
-def registries_conf_text(insecure: Iterable[str] = (), mirrors: Mapping[str, Iterable[str]] | None = None) -> str:
+def registries_conf_text(
+    insecure: Iterable[str] = (), mirrors: Mapping[str, Iterable[str]] | None = None
+) -> str:
     """TOML for loopback registries served over plain HTTP, and optional mirrors."""
     blocks = []
     mirrors = mirrors or {}
@@ -22,8 +24,9 @@ def registries_conf_text(insecure: Iterable[str] = (), mirrors: Mapping[str, Ite
     return "\n\n".join(blocks) + "\n"
 
 
-def write_registries_conf(home: Path, insecure: Iterable[str] = (),
-                          mirrors: Mapping[str, Iterable[str]] | None = None) -> Path:
+def write_registries_conf(
+    home: Path, insecure: Iterable[str] = (), mirrors: Mapping[str, Iterable[str]] | None = None
+) -> Path:
     """Write the user's registries.conf under `home`; returns its path."""
     path = home / ".config" / "containers" / "registries.conf"
     path.parent.mkdir(parents=True, exist_ok=True)

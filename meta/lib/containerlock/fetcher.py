@@ -23,7 +23,7 @@ from bb.fetch2 import (
 from . import manifest as mf
 from . import skopeo
 from .image import ResolvedImage, blobs_valid, check_config_platform, platform_manifest_digest, resolve
-from .platform import Platform, PlatformError, platform_for
+from .platform import PlatformError, platform_for
 from .progress import SkopeoCopyProgress
 from .reference import ImageReference, InvalidReference, parse_url, redact
 from .store import BlobStore, atomic_write, canonical_json, sha256_digest
@@ -121,7 +121,7 @@ class DockerRegistryFetcher(FetchMethod):
             what for what, absent in (("tag", not image.tag_given), ("digest", not image.digest)) if absent
         )
         raise NoChecksumError(
-            f"{ud.url}: BB_STRICT_CHECKSUM = \"1\" requires a tag and a digest, this URL has no "
+            f'{ud.url}: BB_STRICT_CHECKSUM = "1" requires a tag and a digest, this URL has no '
             f"{missing}. Pin it in SRC_URI (docker://{image.name};tag=<tag>;digest=sha256:…) "
             "or with `container-lock update`",
             ud.url,
@@ -163,7 +163,10 @@ class DockerRegistryFetcher(FetchMethod):
         logger.warning(
             "%s: tag '%s' now points to %s, but the recipe pins %s; building the pinned digest. "
             "If the new content is wanted, update the digest (or run `container-lock update`).",
-            ud.url, image.tag, tag_digest, image.digest,
+            ud.url,
+            image.tag,
+            tag_digest,
+            image.digest,
         )
 
     def _pull_blobs(self, ud: Any, d: Any, manifest_digest: str, manifest: mf.ImageManifest) -> None:
@@ -225,7 +228,10 @@ class DockerRegistryFetcher(FetchMethod):
         logger.warning(
             "%s has no digest; tag '%s' resolved to %s. Pin it by writing this in SRC_URI "
             "(or run `container-lock update`):\n    %s",
-            ud.url, ud.image.tag, digest, ud.image.url(digest),
+            ud.url,
+            ud.image.tag,
+            digest,
+            ud.image.url(digest),
         )
 
     def checkstatus(self, fetch: Any, ud: Any, d: Any) -> bool:
@@ -277,8 +283,9 @@ class DockerRegistryFetcher(FetchMethod):
             "platform": str(image.platform),
             "manifest": image.manifest_digest,
             "config": image.manifest.config.digest,
-            "layers": [{"digest": b.digest, "size": b.size, "mediaType": b.media_type}
-                       for b in image.manifest.layers],
+            "layers": [
+                {"digest": b.digest, "size": b.size, "mediaType": b.media_type} for b in image.manifest.layers
+            ],
         }
         atomic_write(root / "container-lock.json", canonical_json(facts))
 

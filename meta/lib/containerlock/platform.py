@@ -89,7 +89,7 @@ def platform_for(package_arch: str | None, target_arch: str | None, override: st
     raise PlatformError(
         f"cannot map PACKAGE_ARCH '{package_arch}' (TARGET_ARCH '{target_arch}') to a container "
         f"platform; known: {', '.join(sorted(DEBIAN_ARCHES))}. Set CONTAINER_PLATFORM "
-        "(e.g. \"linux/arm/v7\") in the recipe"
+        '(e.g. "linux/arm/v7") in the recipe'
     )
 
 
@@ -99,9 +99,11 @@ def select_descriptor(manifests: Sequence[Mapping[str, Any]], platform: Platform
         if platform.matches(entry.get("platform") or {}):
             return entry
     offered = sorted(
-        {str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant") or None))
-         for p in (e.get("platform") or {} for e in manifests)
-         if p.get("os") != "unknown"}
+        {
+            str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant") or None))
+            for p in (e.get("platform") or {} for e in manifests)
+            if p.get("os") != "unknown"
+        }
     )
     raise PlatformError(
         f"the image index has no {platform} image; it offers: {', '.join(offered) or 'none'}. "

@@ -12,9 +12,7 @@ DOCKER_HUB = "docker.io"
 KNOWN_PARAMETERS = frozenset({"tag", "digest", "name"})
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_HOST = re.compile(
-    rf"^(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?$"
-)
+_HOST = re.compile(rf"^(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?$")
 _PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -102,9 +100,7 @@ def _normalise_name(location: str) -> tuple[str, str]:
         raise InvalidReference("the URL names no image; write docker://host[:port]/path")
     first, _, rest = location.partition("/")
     if not rest and ("." in first or ":" in first or first == "localhost"):
-        raise InvalidReference(
-            f"'{first}' names a registry but no image; write docker://{first}/path"
-        )
+        raise InvalidReference(f"'{first}' names a registry but no image; write docker://{first}/path")
     if rest and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
         registry, path = first, rest
     else:

@@ -33,9 +33,13 @@ def copy_to_store(source: str, blob_dir: Path, layout_dir: Path, d: object, log:
     """
     _run(
         [
-            "skopeo", "copy", "--preserve-digests",
-            "--dest-shared-blob-dir", str(blob_dir),
-            f"docker://{source}", f"oci:{layout_dir}",
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--dest-shared-blob-dir",
+            str(blob_dir),
+            f"docker://{source}",
+            f"oci:{layout_dir}",
         ],
         d,
         log=log,
