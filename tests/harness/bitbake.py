@@ -164,7 +164,10 @@ class BuildDir:
         Like BitBake's worker, the recipe is parsed anew for the run. Returns the
         datastore. Raises whatever the task raises (FetchError, …).
         """
-        d = self.parse(recipe)
+        return self.execute(self.parse(recipe), *tasks)
+
+    def execute(self, d: Any, *tasks: str) -> Any:
+        """Run tasks in order in an already parsed datastore (see `run`)."""
         real_better_exec = bb.utils.better_exec
 
         def better_exec_raising(*args: Any, **kwargs: Any) -> Any:

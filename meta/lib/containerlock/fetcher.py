@@ -156,6 +156,7 @@ class DockerRegistryFetcher(FetchMethod):
         tag_raw = skopeo.inspect_raw(image.tagged, d, store_root(d) / "tmp")
         tag_digest = sha256_digest(tag_raw)
         if tag_digest == image.digest:
+            self._store(d).put(tag_digest, tag_raw)  # spares fetching the same bytes by digest
             return
         doc = mf.load(tag_raw)
         if mf.is_index(doc) and any(m.get("digest") == image.digest for m in doc.get("manifests", [])):
