@@ -10,6 +10,7 @@ import pytest
 
 from tests.harness.bitbake import BuildDir
 from tests.harness.containers_conf import write_registries_conf
+from tests.harness.podman import Podman
 
 pytest_plugins = ["tests.harness.fixtures"]
 
@@ -33,3 +34,11 @@ def build(tmp_path: Path) -> Iterator[BuildDir]:
     build.set(DL_DIR=str(tmp_path / "downloads"), TMPDIR=str(tmp_path / "build" / "tmp"))
     yield build
     build.events.close()
+
+
+@pytest.fixture
+def podman(tmp_path: Path) -> Iterator[Podman]:
+    """Real podman (root, vfs) with a private store, and podman/docker shims on a PATH."""
+    engine = Podman(tmp_path / "podman")
+    yield engine
+    engine.close()

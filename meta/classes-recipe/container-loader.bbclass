@@ -1,0 +1,99 @@
+# Package the container images of a recipe's docker:// URLs for loading on
+# the target (Isar: a .deb with a systemd oneshot loader).
+#
+# Recipe API (compatible with upstream Isar):
+#   SRC_URI += "docker://host[:port]/path;tag=…;digest=sha256:…"
+#   CONTAINER_DELETE_AFTER_LOAD, CONTAINER_ENGINE_PACKAGES
+# The engine is chosen by inheriting docker-loader or podman-loader.
+# See docs/loader.md.
+
+inherit dpkg-raw
+
+CONTAINER_ENGINE ??= "docker"
+CONTAINER_ENGINE_PACKAGES ??= ""
+CONTAINER_DELETE_AFTER_LOAD ?= "0"
+
+# zst (default) | xz | gz | none. Levels: Isar writes "-3", OE "3"; both work.
+CONTAINER_COMPRESSION ?= "zst"
+CONTAINER_ZSTD_LEVEL ?= "${@d.getVar('ZSTD_COMPRESSION_LEVEL') or '3'}"
+CONTAINER_XZ_LEVEL ?= "${@d.getVar('XZ_COMPRESSION_LEVEL') or '6'}"
+CONTAINER_GZIP_LEVEL ?= "6"
+# Threads never change the output bytes, so they never change a signature.
+CONTAINER_COMPRESSION_THREADS ?= "${@d.getVar('ZSTD_THREADS') or str(os.cpu_count() or 1)}"
+CONTAINER_COMPRESSION_THREADS[vardepvalue] = "1"
+
+CONTAINER_LOCK_DEPLOY_DIR ?= "${DEPLOY_DIR}/container-lock"
+# Where do_unpack put files: UNPACKDIR on current OE, WORKDIR on Isar.
+CONTAINER_UNPACK_ROOT ?= "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
+
+# The images are built for the target architecture.
+DPKG_ARCH ?= "${DISTRO_ARCH}"
+
+FILESPATH:append = ":${LAYERDIR_container-lock}/files/container-loader"
+SRC_URI += "file://container-loader.sh.in file://container-loader.service.in"
+
+# Runtime dependencies: the engine and the decompressor the loader calls,
+# merged into whatever DEBIAN_DEPENDS the recipe sets (a comma-separated list).
+python () {
+    import containerlock.package as pkg
+    kind = (d.getVar('CONTAINER_COMPRESSION') or 'zst').strip()
+    wanted = (d.getVar('CONTAINER_ENGINE_PACKAGES') or '').split(',')
+    wanted.append(pkg.DECOMPRESSOR_PACKAGES.get(kind, ''))
+    depends = [p.strip() for p in (d.getVar('DEBIAN_DEPENDS') or '').split(',') if p.strip()]
+    depends += [p.strip() for p in wanted if p.strip() and p.strip() not in depends]
+    d.setVar('DEBIAN_DEPENDS', ', '.join(depends))
+}
+
+do_install() {
+    install -d ${D}/usr/share/${BPN}/images
+    sed -e 's|@BPN@|${BPN}|g' \
+        -e 's|@CONTAINER_ENGINE@|${CONTAINER_ENGINE}|g' \
+        -e 's|@CONTAINER_DELETE_AFTER_LOAD@|${CONTAINER_DELETE_AFTER_LOAD}|g' \
+        ${CONTAINER_UNPACK_ROOT}/container-loader.sh.in > ${D}/usr/share/${BPN}/container-loader.sh
+    chmod 755 ${D}/usr/share/${BPN}/container-loader.sh
+    sed -e 's|@BPN@|${BPN}|g' -e 's|@CONTAINER_ENGINE@|${CONTAINER_ENGINE}|g' \
+        ${CONTAINER_UNPACK_ROOT}/container-loader.service.in > ${WORKDIR}/container-loader.service
+}
+
+python do_install_fetched_containers() {
+    from pathlib import Path
+    import containerlock.package as pkg
+    from containerlock.fetcher import UNPACK_DIR, unpack_dirname
+    from containerlock.reference import parse_url
+
+    urls = [u for u in (d.getVar('SRC_URI') or '').split() if u.startswith('docker://')]
+    unpack_root = Path(d.getVar('CONTAINER_UNPACK_ROOT')) / UNPACK_DIR
+    try:
+        compression = pkg.parse_compression(
+            d.getVar('CONTAINER_COMPRESSION'), d.getVar('CONTAINER_ZSTD_LEVEL'),
+            d.getVar('CONTAINER_XZ_LEVEL'), d.getVar('CONTAINER_GZIP_LEVEL'),
+            d.getVar('CONTAINER_COMPRESSION_THREADS'))
+        images = [pkg.load_unpacked(unpack_root / unpack_dirname(parse_url(u))) for u in urls]
+        settings = pkg.PayloadSettings(d.getVar('PN'), d.getVar('BPN'), d.getVar('CONTAINER_ENGINE'), compression)
+        manifest = pkg.install_payload(images, Path(d.getVar('D')), Path(d.getVar('WORKDIR')) / 'container-lock-tmp', settings)
+    except pkg.PackagingError as err:
+        bb.fatal(f"{d.getVar('PN')}: {err}")
+    pkg.write_manifest(manifest, Path(d.getVar('WORKDIR')) / 'container-lock-manifest.json')
+    for image in manifest['images']:
+        bb.note(f"packaged {image['reference']}:{image['tag']} ({image['platform']}) as {image['file']}")
+}
+do_install_fetched_containers[cleandirs] = "${D}/usr/share/${BPN}/images ${WORKDIR}/container-lock-tmp"
+addtask install_fetched_containers after do_install before do_prepare_build
+
+python do_deploy_container_manifest() {
+    import shutil
+    dest = d.getVar('CONTAINER_LOCK_DEPLOY_DIR')
+    shutil.copyfile(d.getVar('WORKDIR') + '/container-lock-manifest.json', dest + '/' + d.getVar('PN') + '.json')
+}
+do_deploy_container_manifest[dirs] = "${CONTAINER_LOCK_DEPLOY_DIR}"
+addtask deploy_container_manifest after do_install_fetched_containers before do_build
+
+do_prepare_build:append() {
+    install -m 644 ${WORKDIR}/container-loader.service ${S}/debian/${BPN}.service
+    # The payload is compressed already: build the .deb without compression.
+    cat <<EOF >> ${S}/debian/rules
+
+override_dh_builddeb:
+	dh_builddeb -- -Znone
+EOF
+}

@@ -1,0 +1,198 @@
+"""Turn unpacked OCI layouts into the loader package payload: engine archives, image.list, manifest.
+
+Standard library and host tools only (skopeo, zstd, xz, gzip): runs inside BitBake tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .store import atomic_write, canonical_json
+
+COMPRESSIONS = ("zst", "xz", "gz", "none")
+# Debian packages that provide the decompressor the loader calls on the target.
+DECOMPRESSOR_PACKAGES = {"zst": "zstd", "xz": "xz-utils", "gz": "gzip", "none": ""}
+MANIFEST_VERSION = 1
+
+
+class PackagingError(RuntimeError):
+    """A payload could not be made; the text names the image and the cause."""
+
+
+@dataclass(frozen=True)
+class Compression:
+    """How archives are compressed; `threads` never changes the bytes."""
+
+    kind: str
+    level: int
+    threads: int
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.kind == "none" else f".{self.kind}"
+
+    def command(self) -> list[str]:
+        """A filter command (stdin → stdout) producing identical bytes for any thread count."""
+        if self.kind == "zst":
+            # -T1, -T2, … give the same frames; only --single-thread would differ.
+            return ["zstd", "-q", f"-{self.level}", f"-T{self.threads}", "-c"]
+        if self.kind == "xz":
+            # xz's single-threaded encoder writes different bytes: always use the threaded one.
+            return ["xz", "-q", f"-{self.level}", f"-T{max(2, self.threads)}", "-c"]
+        if self.kind == "gz":
+            return ["gzip", "-n", f"-{self.level}", "-c"]
+        return ["cat"]
+
+
+def parse_compression(
+    kind: str, zstd_level: str, xz_level: str, gzip_level: str, threads: str
+) -> Compression:
+    """Validate CONTAINER_COMPRESSION and the level variables (Isar writes levels as `-3`)."""
+    kind = (kind or "zst").strip()
+    if kind not in COMPRESSIONS:
+        raise PackagingError(f"CONTAINER_COMPRESSION = '{kind}' is not one of {', '.join(COMPRESSIONS)}")
+    raw = {"zst": zstd_level, "xz": xz_level, "gz": gzip_level, "none": "0"}[kind]
+    level_text = (raw or "").strip().lstrip("-")
+    limits = {"zst": (1, 19), "xz": (0, 9), "gz": (1, 9), "none": (0, 0)}[kind]
+    if not level_text.isdigit() or not limits[0] <= int(level_text) <= limits[1]:
+        raise PackagingError(
+            f"compression level '{raw}' for {kind} is not a number from {limits[0]} to {limits[1]}"
+        )
+    try:
+        nthreads = max(1, int(threads or "1"))
+    except ValueError:
+        nthreads = 1
+    return Compression(kind, int(level_text), nthreads)
+
+
+@dataclass(frozen=True)
+class UnpackedImage:
+    """An image do_unpack placed in WORKDIR, with the facts it recorded."""
+
+    layout: Path
+    facts: dict
+
+    @property
+    def tagged(self) -> str:
+        return f"{self.facts['reference']}:{self.facts['tag']}"
+
+
+def load_unpacked(layout: Path) -> UnpackedImage:
+    """Read `container-lock.json` next to an OCI layout written by the fetcher."""
+    try:
+        facts = json.loads((layout / "container-lock.json").read_text())
+    except FileNotFoundError:
+        raise PackagingError(f"{layout} has no container-lock.json: was do_unpack run?") from None
+    return UnpackedImage(layout, facts)
+
+
+def _run(args: Sequence[str], **kwargs: object) -> None:
+    result = subprocess.run(list(args), capture_output=True, text=True, check=False, **kwargs)
+    if result.returncode:
+        raise PackagingError(f"{shlex.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+
+
+def export_docker_archive(image: UnpackedImage, out: Path) -> None:
+    """`docker-archive` (Docker schema 2, layers uncompressed): docker and podman both load it.
+
+    skopeo writes it byte-reproducibly (mtime 0); the image is named with its
+    full reference, so neither engine adds `docker.io/` or `localhost/`.
+    """
+    _run(
+        [
+            "skopeo",
+            "--insecure-policy",
+            "copy",
+            "-q",
+            f"oci:{image.layout}",
+            f"docker-archive:{out}:{image.tagged}",
+        ]
+    )
+
+
+def compress(src: Path, dest: Path, compression: Compression) -> None:
+    """Compress `src` into `dest` atomically (the tar is read once, written once)."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        with open(src, "rb") as inp, os.fdopen(fd, "wb") as outp:
+            result = subprocess.run(
+                compression.command(), stdin=inp, stdout=outp, stderr=subprocess.PIPE, check=False
+            )
+        if result.returncode:
+            raise PackagingError(
+                f"{' '.join(compression.command())} failed: {result.stderr.decode().strip()}"
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass(frozen=True)
+class PayloadSettings:
+    """What the install task needs from the recipe."""
+
+    package: str
+    bpn: str
+    engine: str
+    compression: Compression
+
+
+def install_payload(
+    images: Sequence[UnpackedImage], dest_root: Path, scratch: Path, settings: PayloadSettings
+) -> dict:
+    """Write `usr/share/<bpn>/images/*`, `image.list`; return the build manifest (facts per image)."""
+    share = dest_root / "usr" / "share" / settings.bpn
+    images_dir = share / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    scratch.mkdir(parents=True, exist_ok=True)
+    lines, entries = [], []
+    for image in images:
+        name = f"{image.layout.name}.tar{settings.compression.suffix}"
+        target = images_dir / name
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            tar = Path(tmp) / "image.tar"
+            export_docker_archive(image, tar)
+            compress(tar, target, settings.compression)
+        config = image.facts["config"]
+        lines.append(f"{name} {image.tagged} {config}\n")
+        entries.append(
+            {
+                **image.facts,
+                "file": f"/usr/share/{settings.bpn}/images/{name}",
+                "file_sha256": file_sha256(target),
+                "file_size": target.stat().st_size,
+                "format": "docker-archive",
+                "compression": settings.compression.kind,
+                "compression_level": settings.compression.level,
+            }
+        )
+    atomic_write(share / "image.list", "".join(lines).encode())
+    return {
+        "version": MANIFEST_VERSION,
+        "package": settings.package,
+        "engine": settings.engine,
+        "images": entries,
+    }
+
+
+def write_manifest(manifest: dict, path: Path) -> None:
+    """The build manifest, deterministic JSON."""
+    atomic_write(path, canonical_json(manifest))

@@ -1,0 +1,73 @@
+"""Real podman with a private store (root, vfs) and `podman`/`docker` shims for the loader script."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+PODMAN = "/usr/bin/podman"
+# What `podman run` needs on these machines (see DEVELOPERS.md).
+RUN_OPTIONS = (
+    "--runtime",
+    "runc",
+    "--network",
+    "none",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+)
+
+
+class Podman:
+    """podman with `--root/--runroot` under `workdir` and the vfs driver: nothing shared with the host."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        # podman refuses a runroot longer than 50 characters.
+        self.runroot = Path(tempfile.mkdtemp(prefix="cl-podman.", dir="/tmp"))
+        self.options = [
+            "--root",
+            str(workdir / "root"),
+            "--runroot",
+            str(self.runroot),
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+        ]
+        self.shims = workdir / "bin"
+        self.shims.mkdir(parents=True, exist_ok=True)
+        for name in ("podman", "docker"):
+            shim = self.shims / name
+            shim.write_text(f'#!/bin/sh\nexec {shlex.join([PODMAN, *self.options])} "$@"\n')
+            shim.chmod(0o755)
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run `podman <args>` on the private store."""
+        return subprocess.run([PODMAN, *self.options, *args], capture_output=True, text=True, check=check)
+
+    def env(self) -> dict[str, str]:
+        """An environment whose PATH resolves `podman` and `docker` to this store."""
+        return {**os.environ, "PATH": f"{self.shims}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+    def image_id(self, ref: str) -> str | None:
+        """The image ID (config digest, hex) a name resolves to, or None."""
+        result = self("image", "inspect", "--format", "{{.Id}}", ref, check=False)
+        return result.stdout.strip() or None
+
+    def names(self) -> set[str]:
+        """`repository:tag` of every image in the store."""
+        out = self("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+        return set(out.split())
+
+    def close(self) -> None:
+        """Remove every image and the run root."""
+        self("rmi", "--all", "--force", check=False)
+        shutil.rmtree(self.runroot, ignore_errors=True)

@@ -1,0 +1,215 @@
+"""Loader classes and the on-target loader, with real BitBake, registry, skopeo and podman."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+import bb
+import pytest
+
+from tests.harness.bitbake import BuildDir
+from tests.harness.podman import RUN_OPTIONS, Podman
+
+PACKAGE_TASKS = (
+    "do_fetch",
+    "do_unpack",
+    "do_install",
+    "do_install_fetched_containers",
+    "do_deploy_container_manifest",
+    "do_prepare_build",
+    "do_dpkg_build",
+)
+LATER_TASKS = (
+    "do_install_fetched_containers",
+    "do_deploy_container_manifest",
+    "do_prepare_build",
+    "do_dpkg_build",
+    "do_build",
+)
+
+
+def pinned(image) -> str:
+    return f"docker://{image.host}/{image.repository};tag={image.tag};digest={image.digest}"
+
+
+def loader_recipe(build: BuildDir, name: str, *images, engine: str = "podman", extra: str = "") -> Path:
+    urls = " ".join(pinned(i) for i in images)
+    return build.write_recipe(f"{name}_1.0", f'inherit {engine}-loader\nSRC_URI += "{urls}"\n{extra}\n')
+
+
+def payload(d) -> Path:
+    return Path(d.getVar("D")) / "usr" / "share" / d.getVar("BPN")
+
+
+def archives(d) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (payload(d) / "images").iterdir()}
+
+
+def decompress(path: Path) -> bytes:
+    tool = {".zst": ["zstd", "-dc"], ".xz": ["xz", "-dc"], ".gz": ["gzip", "-dc"]}[path.suffix]
+    return subprocess.run([*tool, str(path)], capture_output=True, check=True).stdout
+
+
+def install_deb(d, root: Path) -> Path:
+    """Unpack the built .deb into `root` (what dpkg does on the target); returns the payload dir."""
+    deb = next(Path(d.getVar("WORKDIR")).glob("*.deb"))
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    return root / "usr" / "share" / d.getVar("BPN")
+
+
+def run_loader(share: Path, podman: Podman) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(share / "container-loader.sh")], capture_output=True, text=True, env=podman.env(), timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "value"),
+    [("ZSTD_COMPRESSION_LEVEL", "-19"), ("CONTAINER_COMPRESSION", "xz")],
+)
+def test_compression_change_reruns_only_packaging_without_downloads(
+    build, registry, image_factory, change, value
+) -> None:
+    image = image_factory.single_arch("loader/level", tag="1.0")
+    rec = loader_recipe(build, "level", image)
+    before = build.taskhashes(rec)
+    d = build.run(rec, *PACKAGE_TASKS)
+    old = {name: payload(d) / "images" / name for name in archives(d)}
+    old_bytes = {name: path.read_bytes() for name, path in old.items()}
+    old_tars = {name: decompress(path) for name, path in old.items()}
+
+    build.set(**{change: value})
+    after = build.taskhashes(rec)
+    assert before["do_fetch"] == after["do_fetch"]
+    assert before["do_unpack"] == after["do_unpack"]
+    assert before["do_install"] == after["do_install"]
+    for task in LATER_TASKS:
+        assert before[task] != after[task], task
+
+    mark = registry.mark()
+    d = build.run(rec, *PACKAGE_TASKS)
+    assert registry.blob_gets(mark) == []
+    new = {name: payload(d) / "images" / name for name in archives(d)}
+    assert list(new) != list(old) or [p.read_bytes() for p in new.values()] != list(old_bytes.values())
+    assert [decompress(p) for p in new.values()] == list(old_tars.values())
+    manifest = json.loads((Path(d.getVar("WORKDIR")) / "container-lock-manifest.json").read_text())
+    assert manifest["images"][0]["compression"] == ("xz" if value == "xz" else "zst")
+
+
+def test_thread_count_changes_neither_signature_nor_bytes(build, image_factory) -> None:
+    image = image_factory.single_arch("loader/threads", tag="1.0")
+    rec = loader_recipe(build, "threads", image)
+    results = []
+    for kind in ("zst", "xz"):
+        for threads in ("1", "4"):
+            build.set(CONTAINER_COMPRESSION=kind, CONTAINER_COMPRESSION_THREADS=threads)
+            hashes = build.taskhashes(rec)
+            d = build.run(rec, *PACKAGE_TASKS[:4])
+            results.append((kind, hashes["do_install_fetched_containers"], archives(d)))
+    assert results[0][1:] == results[1][1:]
+    assert results[2][1:] == results[3][1:]
+
+
+def test_payload_is_reproducible(tmp_path, image_factory) -> None:
+    image = image_factory.multi_arch("loader/repro", tag="1.0")
+    outputs = []
+    for n in range(2):
+        build = BuildDir(tmp_path / f"b{n}")
+        build.set(DL_DIR=str(tmp_path / f"dl{n}"), TMPDIR=str(tmp_path / f"b{n}" / "tmp"))
+        d = build.run(loader_recipe(build, "repro", image), *PACKAGE_TASKS)
+        share = payload(d)
+        outputs.append(
+            (
+                archives(d),
+                (share / "image.list").read_bytes(),
+                (Path(d.getVar("WORKDIR")) / "container-lock-manifest.json").read_bytes(),
+            )
+        )
+        build.events.close()
+    assert outputs[0] == outputs[1]
+
+
+def test_package_metadata_and_uncompressed_deb(build, image_factory) -> None:
+    image = image_factory.single_arch("loader/meta", tag="1.0")
+    d = build.run(loader_recipe(build, "meta", image, extra='DEBIAN_DEPENDS = "bash"'), *PACKAGE_TASKS)
+    deb = next(Path(d.getVar("WORKDIR")).glob("*.deb"))
+    info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout
+    assert "Depends: bash, podman, zstd" in info
+    assert "Architecture: amd64" in info
+    members = subprocess.run(["ar", "t", str(deb)], capture_output=True, text=True, check=True).stdout.split()
+    assert "data.tar" in members  # built with -Znone: the payload is compressed already
+    rules = (Path(d.getVar("S")) / "debian" / "rules").read_text()
+    assert "dh_builddeb -- -Znone" in rules
+    unit = (Path(d.getVar("S")) / "debian" / "meta.service").read_text()
+    assert "Requires=podman.service" in unit and "ExecStart=/usr/share/meta/container-loader.sh" in unit
+    line = (payload(d) / "image.list").read_text().split()
+    plat = image.platforms["linux/amd64"]
+    assert line == [
+        f"{image.host.replace(':', '_')}+loader+meta@1.0.tar.zst",
+        image.reference,
+        plat.config_digest,
+    ]
+
+
+def test_bad_compression_setting_is_a_clear_error(build, image_factory) -> None:
+    image = image_factory.single_arch("loader/bad", tag="1.0")
+    build.set(CONTAINER_COMPRESSION="lz4")
+    with pytest.raises(bb.BBHandledException):  # what bb.fatal raises, after logging
+        build.run(loader_recipe(build, "badcomp", image), *PACKAGE_TASKS[:4])
+    assert any("badcomp: CONTAINER_COMPRESSION = 'lz4'" in m for m in build.events.messages(logging.CRITICAL))
+
+
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+def test_loader_loads_verifies_and_runs_the_image(build, tmp_path, image_factory, podman, engine) -> None:
+    image = image_factory.single_arch("loader/run", tag="1.0")
+    d = build.run(loader_recipe(build, f"run-{engine}", image, engine=engine), *PACKAGE_TASKS)
+    share = install_deb(d, tmp_path / "target")
+    result = run_loader(share, podman)
+    assert result.returncode == 0, result.stderr
+    assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
+    assert podman.names() == {image.reference}  # no docker.io/ or localhost/ prefix
+    ran = podman("run", "--rm", *RUN_OPTIONS, image.reference, "/bin/hello")
+    assert ran.stdout == "hello from the container-lock test image\n"
+
+
+def test_failing_image_does_not_stop_the_others_and_rerun_is_idempotent(
+    build, tmp_path, image_factory, podman
+) -> None:
+    images = [image_factory.single_arch(f"loader/three-{i}", tag="1.0") for i in range(3)]
+    d = build.run(
+        loader_recipe(build, "three", *images, extra='CONTAINER_DELETE_AFTER_LOAD = "1"'), *PACKAGE_TASKS
+    )
+    share = install_deb(d, tmp_path / "target")
+    broken = sorted((share / "images").iterdir())[1]
+    broken.write_bytes(broken.read_bytes()[:200])
+
+    first = run_loader(share, podman)
+    assert first.returncode == 1
+    bad_ref = next(i.reference for i in images if i.repository.replace("/", "+") in broken.name)
+    assert bad_ref in first.stderr
+    good = [i for i in images if i.reference != bad_ref]
+    for image in good:
+        assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
+    assert podman.image_id(bad_ref) is None
+    # Deleted only after a verified load: the broken archive stays.
+    assert sorted(p.name for p in (share / "images").iterdir()) == [broken.name]
+
+    second = run_loader(share, podman)
+    assert second.returncode == 1
+    assert all(i.reference not in second.stderr for i in good)  # nothing reloaded
+    assert {i.reference for i in good} <= podman.names()
+
+
+def test_upgrade_that_keeps_the_tag_is_loaded(build, tmp_path, image_factory, podman) -> None:
+    for n, content in enumerate((b"v1\n", b"v2\n")):
+        image = image_factory.single_arch(
+            "loader/upgrade", tag="stable", files={"etc/version": content, "bin/hello": b"x"}
+        )
+        d = build.run(loader_recipe(build, "upgrade", image), *PACKAGE_TASKS)
+        share = install_deb(d, tmp_path / f"target{n}")
+        result = run_loader(share, podman)
+        assert result.returncode == 0, result.stderr
+        assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
