@@ -1,7 +1,8 @@
-"""The README demo: a loopback registry with generated images, fetched through real BitBake.
+"""The README demo: loopback registry → pinned, strict build → .deb → load into podman → run.
 
 Run it with `bash .ci/demo` (which installs what is needed first), or
-`.venv/bin/python -m tests.demo [--keep DIR]`.
+`.venv/bin/python -m tests.demo [--keep DIR]`. It uses the demo layer
+(meta/demo: recipes demo-docker-img and demo-podman-img) through real BitBake.
 """
 
 from __future__ import annotations
@@ -11,71 +12,122 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.harness.bitbake import BuildDir
+from tests.harness.bitbake import PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.images import ImageFactory
+from tests.harness.podman import RUN_OPTIONS, Podman
 from tests.harness.registry import Registry
+
+DEMO_LAYER = PROJECT_LAYER / "demo"
+PACKAGE_TASKS = (
+    "do_fetch",
+    "do_unpack",
+    "do_install",
+    "do_install_fetched_containers",
+    "do_deploy_container_manifest",
+    "do_prepare_build",
+    "do_dpkg_build",
+)
 
 
 def step(title: str) -> None:
-    print(f"\n\033[1m== {title}\033[0m")
+    print(f"\n\033[1m== {title}\033[0m", flush=True)
 
 
-def show_unpacked(d) -> None:
-    for facts_file in sorted(Path(d.getVar("WORKDIR")).glob("container-images/*/container-lock.json")):
-        facts = json.loads(facts_file.read_text())
-        print(f"   {facts['reference']}:{facts['tag']}  {facts['platform']}")
-        print(f"     digest  {facts['digest']}\n     config  {facts['config']}  (= image ID)")
-        print(f"     layout  {facts_file.parent}")
+def quietly(action, *args):
+    """Run `action`, keeping skopeo's per-blob chatter off the terminal."""
+    with open(os.devnull, "w") as devnull:
+        saved = os.dup(1)
+        os.dup2(devnull.fileno(), 1)
+        try:
+            return action(*args)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def pinned_digest(recipe: Path) -> str:
+    return recipe.read_text().split(";digest=")[1].split('"')[0]
 
 
 def run(workdir: Path) -> None:
     step("Start a loopback OCI registry (Debian's docker-registry)")
     registry = Registry(workdir / "registry").start()
+    podman = Podman(workdir / "podman")
     try:
-        print(f"   listening on {registry.host}")
         home = workdir / "home"
         write_registries_conf(home, insecure=[registry.host])
         os.environ["HOME"] = str(home)
-        print(f"   {home}/.config/containers/registries.conf marks it as plain HTTP (as a user would)")
+        print(f"   {registry.host}; {home}/.config/containers/registries.conf marks it plain-HTTP")
 
-        step("Generate and push images: a 4-platform index and a single-arch arm/v7 image")
+        step("Generate and push images (deterministic digests)")
         factory = ImageFactory(workdir / "images", registry.host)
-        multi = factory.multi_arch("demo/hello", tag="1.0")
-        single = factory.single_arch("demo/tool", tag="2.1", platform="linux/arm/v7")
-        for image in (multi, single):
-            print(f"   {image.reference}  {image.digest}  ({', '.join(image.platforms)})")
+        hello = factory.multi_arch("demo/hello", tag="1.0")
+        tool = factory.single_arch("demo/tool", tag="2.1")
+        for image in (hello, tool):
+            print(f"   {image.reference}  {image.digest}\n      platforms: {', '.join(image.platforms)}")
+        recipes = DEMO_LAYER / "recipes-demo" / "prebuilt-containers"
+        if pinned_digest(recipes / "demo-docker-img_1.0.bb") != hello.digest:
+            raise SystemExit("demo-docker-img pins another digest than the generated image has")
 
-        build = BuildDir(workdir / "build")
-        build.set(DL_DIR=str(workdir / "downloads"), TMPDIR=str(workdir / "build" / "tmp"))
-        unpinned = f"docker://{multi.host}/{multi.repository};tag={multi.tag}"
-        recipe = build.write_recipe("demo-containers_1.0", f'SRC_URI = "{unpinned}"\n')
+        build = BuildDir(workdir / "build", layers=[TEST_CORE_LAYER, PROJECT_LAYER, DEMO_LAYER])
+        build.set(
+            DL_DIR=str(workdir / "downloads"),
+            TMPDIR=str(workdir / "build" / "tmp"),
+            CONTAINER_DEMO_REGISTRY=registry.host,
+        )
 
-        step("BitBake: fetch an unpinned docker:// URL (warning + MissingChecksumEvent)")
-        build.run(recipe, "do_fetch")
+        step("demo-podman-img: an unpinned URL builds with a warning that says what to pin")
+        quietly(build.run, recipes / "demo-podman-img_1.0.bb", "do_fetch")
         for message in build.events.messages(logging.WARNING):
             print("   WARNING: " + message.replace("\n", "\n   "))
 
-        step("BitBake: strict build (BB_STRICT_CHECKSUM = 1), pinned, for armhf, offline")
-        pinned = f"{unpinned};digest={multi.digest}"
-        tool = f"docker://{single.host}/{single.repository};tag={single.tag};digest={single.digest}"
-        recipe = build.write_recipe("demo-containers_1.0", f'SRC_URI = "{pinned} {tool}"\n')
-        build.set(BB_STRICT_CHECKSUM="1", DISTRO_ARCH="armhf")
-        build.run(recipe, "do_fetch")  # the index is in DL_DIR; only the armhf image's blobs are new
+        step("demo-docker-img: strict build (BB_STRICT_CHECKSUM = 1) of the pinned recipe")
+        build.set(BB_STRICT_CHECKSUM="1")
+        quietly(build.run, recipes / "demo-docker-img_1.0.bb", "do_fetch")
         build.set(BB_NO_NETWORK="1")
         mark = registry.mark()
-        d = build.run(recipe, "do_fetch", "do_unpack")
-        print(f"   registry requests while offline: {len(registry.requests(mark))}")
-        show_unpacked(d)
-    finally:
-        registry.stop()
+        d = quietly(build.run, recipes / "demo-docker-img_1.0.bb", *PACKAGE_TASKS)
+        print(
+            f"   fetch → unpack → install_fetched_containers → .deb, offline: "
+            f"{len(registry.requests(mark))} registry requests"
+        )
+        deb = next(Path(d.getVar("WORKDIR")).glob("*.deb"))
+        manifest = json.loads((Path(d.getVar("WORKDIR")) / "container-lock-manifest.json").read_text())
+        for image in manifest["images"]:
+            print(
+                f"   {image['file']}  ({image['compression']}, {image['file_size']} bytes)\n"
+                f"      {image['reference']}:{image['tag']} {image['platform']}  image ID {image['config']}"
+            )
+        print(f"   package: {deb.name}, {deb.stat().st_size} bytes")
+        print(
+            "   "
+            + subprocess.run(
+                ["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True, check=True
+            )
+            .stdout.strip()
+            .join(("Depends: ", ""))
+        )
 
-    step("DL_DIR: one verified copy of each blob, keyed by digest")
-    blobs = list((workdir / "downloads" / "containers" / "blobs" / "sha256").iterdir())
-    print(f"   {len(blobs)} blobs, {sum(b.stat().st_size for b in blobs)} bytes in {workdir / 'downloads'}")
+        step("Target: install the .deb into a temp root, run its loader (docker → podman shim)")
+        root = workdir / "target"
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        loader = root / "usr" / "share" / "demo-docker-img" / "container-loader.sh"
+        for attempt in ("first boot", "second boot"):
+            result = subprocess.run([str(loader)], capture_output=True, text=True, env=podman.env())
+            print(f"   {attempt}: exit {result.returncode}  {result.stderr.strip() or '(nothing to do)'}")
+        print(f"   podman images: {', '.join(sorted(podman.names()))}")
+
+        step("Run the loaded image")
+        ran = podman("run", "--rm", *RUN_OPTIONS, hello.reference, "/bin/hello")
+        print(f"   $ podman run {hello.reference} /bin/hello\n   {ran.stdout.strip()}")
+    finally:
+        podman.close()
+        registry.stop()
 
 
 def main() -> None:

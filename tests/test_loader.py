@@ -10,7 +10,7 @@ from pathlib import Path
 import bb
 import pytest
 
-from tests.harness.bitbake import BuildDir
+from tests.harness.bitbake import PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
 from tests.harness.podman import RUN_OPTIONS, Podman
 
 PACKAGE_TASKS = (
@@ -213,3 +213,28 @@ def test_upgrade_that_keeps_the_tag_is_loaded(build, tmp_path, image_factory, po
         result = run_loader(share, podman)
         assert result.returncode == 0, result.stderr
         assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
+
+
+def test_upstream_isar_recipe_builds_unchanged(build, image_factory) -> None:
+    """A recipe written for upstream Isar's loader classes (the core layer has decoys of them)."""
+    image = image_factory.single_arch("loader/upstream", tag="3.10.2")
+    rec = build.write_recipe(
+        "prebuilt-docker-img_0.1",
+        "inherit docker-loader\n\n"
+        'MAINTAINER = "someone <someone@example.invalid>"\n\n'
+        'CONTAINER_DELETE_AFTER_LOAD = "1"\n\n'
+        f'SRC_URI += "\\\n    docker://{image.host}/{image.repository};'
+        f'digest={image.digest};tag=3.10.2 \\\n    "\n',
+    )
+    d = build.run(rec, *PACKAGE_TASKS)
+    included = d.getVar("BBINCLUDED").split()
+    assert str(PROJECT_LAYER / "classes-recipe" / "docker-loader.bbclass") in included
+    decoys = [
+        str(TEST_CORE_LAYER / "classes-recipe" / f"{c}.bbclass")
+        for c in ("docker-loader", "container-loader")
+    ]
+    assert not set(decoys) & set(included)
+    assert (payload(d) / "image.list").read_text().split()[1] == image.reference
+    script = (payload(d) / "container-loader.sh").read_text()
+    assert "@CONTAINER_ENGINE@:-docker" not in script and "ENGINE:-docker}" in script
+    assert "DELETE_AFTER_LOAD:-1}" in script

@@ -1,0 +1,5 @@
+# Decoy for the core layer's own container-loader class (Isar ships one): the tests fail
+# if it is ever inherited instead of container-lock's.
+python () {
+    bb.fatal("the core layer's container-loader.bbclass was used instead of container-lock's")
+}
