@@ -1,10 +1,69 @@
-"""Entry point of the `container-lock` command."""
+"""Entry point of the `container-lock` command.
+
+Exit status: 0 success; 1 the check failed (lock out of date, policy errors);
+2 bad input (usage, lockfile, policy file, path); 3 a registry could not be
+asked about some image (the rest was still done).
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
 import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from containerlock import lockfile
+from containerlock.reference import InvalidReference
+from policies.evaluate import evaluate
+from policies.model import PolicyError
+from policies.model import load as load_policy
 
 from . import __version__
+from . import update as updating
+from .scan import ScanError, scan
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_REGISTRY = 0, 1, 2, 3
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    sys.exit(code)
+
+
+def short(digest: str | None) -> str:
+    return "-" if not digest else digest[:19] + "…"
+
+
+def parse_defines(defines: tuple[str, ...]) -> dict[str, str]:
+    values = {}
+    for item in defines:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            fail(f"-D {item}: write NAME=VALUE")
+        values[name] = value
+    return values
+
+
+def load_lock(path: Path) -> lockfile.Lock:
+    try:
+        return lockfile.load(path)
+    except (lockfile.LockfileError, InvalidReference) as error:
+        fail(str(error))
+
+
+def scan_paths(paths: tuple[Path, ...], defines: tuple[str, ...]) -> list:
+    try:
+        return scan(paths, parse_defines(defines))
+    except ScanError as error:
+        fail(str(error))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,14 +72,154 @@ def main() -> None:
     """Pin, check and audit the container images that BitBake recipes embed."""
 
 
-@main.command("parse-url")
-@click.argument("url")
-def parse_url_command(url: str) -> None:
-    """Validate a docker:// URL and print its normalised reference."""
-    from containerlock.reference import InvalidReference, parse_url
+lockfile_option = click.option(
+    "--lockfile",
+    "-l",
+    type=click.Path(path_type=Path),
+    default=Path("container-lock.json"),
+    show_default=True,
+    help="The lockfile (CONTAINER_LOCKFILE in the build).",
+)
+define_option = click.option(
+    "--define",
+    "-D",
+    "defines",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A value for ${NAME} in docker:// URLs (repeatable).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 
+
+@main.command("update")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@lockfile_option
+@click.option("--image", "images", multiple=True, metavar="REF", help="Only this reference (repeatable).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the lock is missing entries or stale.")
+@click.option("--jobs", "-j", default=8, show_default=True, help="Registry lookups in parallel.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds per registry lookup.")
+@define_option
+@json_option
+def update_command(
+    paths: tuple[Path, ...],
+    lockfile: Path,
+    images: tuple[str, ...],
+    check: bool,
+    jobs: int,
+    timeout: float,
+    defines: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Resolve tags to digests and write the lockfile.
+
+    PATHS are layers, directories or recipe files to scan for docker:// URLs
+    without a digest. Without PATHS, every entry already in the lockfile is
+    re-resolved.
+    """
+    found = scan_paths(paths, defines)
+    lock = load_lock(lockfile)
     try:
-        ref = parse_url(url)
-    except InvalidReference as err:
-        raise click.ClickException(f"{url}: {err}") from None
-    click.echo(ref.tagged + (f"@{ref.digest}" if ref.digest else ""))
+        plan = updating.plan(found, lock, images, jobs=jobs, timeout=timeout)
+    except (updating.UsageError, InvalidReference) as error:
+        fail(str(error))
+    written = False if check else updating.write(plan, lockfile)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "lockfile": str(lockfile),
+                    "written": written,
+                    "changes": [
+                        {
+                            "reference": c.key,
+                            "status": c.status,
+                            "old": c.old and c.old.digest,
+                            "new": c.new and c.new.digest,
+                            "error": c.error,
+                        }
+                        for c in plan.changes
+                    ],
+                    "unresolved": [
+                        {"where": f.where, "url": f.text, "problem": f.problem} for f in plan.unresolved
+                    ],
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
+    else:
+        table = Table("reference", "lock", "registry", "status", title=f"{lockfile}")
+        for c in plan.changes:
+            style = {"error": "red", "added": "green", "updated": "yellow", "platforms": "yellow"}.get(
+                c.status, ""
+            )
+            table.add_row(
+                c.key,
+                short(c.old and c.old.digest),
+                short(c.new and c.new.digest),
+                f"[{style}]{c.status}[/]" if style else c.status,
+            )
+        out.print(table)
+        for f in plan.unresolved:
+            err.print(f"[yellow]skipped[/] {escape(f'{f.where}: {f.text}: {f.problem}')}")
+        for c in plan.errors:
+            err.print(f"[red]failed[/] {escape(str(c.error))}")
+        if check:
+            verdict = "out of date" if plan.pending else "up to date"
+            out.print(f"{lockfile}: {verdict} ({len(plan.pending)} to change)")
+        else:
+            out.print(f"{lockfile}: {'written' if written else 'unchanged'}")
+    if plan.errors:
+        sys.exit(EXIT_REGISTRY)
+    if check and (plan.pending or not lockfile.exists()):
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command("check")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@lockfile_option
+@click.option(
+    "--policy",
+    "-p",
+    "policy_spec",
+    metavar="FILE|default|strict",
+    default="default",
+    show_default=True,
+    help="Policy file, or a built-in policy name.",
+)
+@define_option
+@json_option
+def check_command(
+    paths: tuple[Path, ...], lockfile: Path, policy_spec: str, defines: tuple[str, ...], as_json: bool
+) -> None:
+    """Evaluate a policy over the recipes in PATHS and the lockfile (no network)."""
+    try:
+        policy = load_policy(policy_spec)
+    except PolicyError as error:
+        fail(str(error))
+    found = scan_paths(paths, defines)
+    lock = load_lock(lockfile)
+    findings = evaluate(found, lock, lockfile if lockfile.exists() else None, policy)
+    errors = [f for f in findings if f.severity == "error"]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "policy": policy.name,
+                    "references": len(found),
+                    "findings": [f.to_json() for f in findings],
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
+    else:
+        for f in findings:
+            colour = "red" if f.severity == "error" else "yellow"
+            out.print(f"{escape(f.where)}: [{colour}]{f.severity}[/] {escape(f'[{f.rule}] {f.message}')}")
+        out.print(
+            f"{len(found)} references, {len(errors)} errors, {len(findings) - len(errors)} warnings "
+            f"(policy '{policy.name}')"
+        )
+    if errors:
+        sys.exit(EXIT_CHECK_FAILED)

@@ -23,7 +23,7 @@ from bb.fetch2 import (
 from . import manifest as mf
 from . import skopeo
 from .image import ResolvedImage, blobs_valid, check_config_platform, platform_manifest_digest, resolve
-from .platform import PlatformError, platform_for
+from .platform import Platform, PlatformError, platform_for
 from .progress import SkopeoCopyProgress
 from .reference import ImageReference, InvalidReference, parse_url, redact
 from .store import BlobStore, atomic_write, canonical_json, sha256_digest
@@ -83,16 +83,21 @@ class DockerRegistryFetcher(FetchMethod):
             return None
         return record if record.get("version") == RECORD_VERSION else None
 
-    def _local_image(self, ud: Any, d: Any) -> ResolvedImage | None:
-        """The image as recorded and verified in DL_DIR, or None if anything is off."""
-        record = self._read_record(ud)
-        if record is None or (ud.image.digest and record.get("digest") != ud.image.digest):
-            return None
+    def _stored_image(self, d: Any, digest: str, platform: Platform) -> ResolvedImage | None:
+        """The image `digest` for `platform`, if the store holds all of it intact (it is verified)."""
         try:
-            image = resolve(self._store(d), str(record["digest"]), ud.platform)
-        except (FileNotFoundError, KeyError, mf.ManifestError, PlatformError):
+            image = resolve(self._store(d), digest, platform)
+        except (FileNotFoundError, mf.ManifestError, PlatformError):
             return None
         return image if blobs_valid(self._store(d), image) else None
+
+    def _local_image(self, ud: Any, d: Any) -> ResolvedImage | None:
+        """The URL's image from DL_DIR (pinned: by its digest; a tag: as last resolved), or None."""
+        digest = ud.image.digest
+        if digest is None:
+            record = self._read_record(ud)
+            digest = record.get("digest") if record else None
+        return self._stored_image(d, str(digest), ud.platform) if digest else None
 
     def need_update(self, ud: Any, d: Any) -> bool:
         if not ud.image.digest and _strictness(d) == "1":
@@ -190,6 +195,11 @@ class DockerRegistryFetcher(FetchMethod):
     def download(self, ud: Any, d: Any) -> None:
         self._check_strict(ud, d)
         image: ImageReference = ud.image
+        if image.digest:
+            stored = self._stored_image(d, image.digest, ud.platform)
+            if stored is not None:  # pulled before, e.g. through another tag or recipe
+                self._write_record(ud, stored)
+                return
         check_network_access(d, f"skopeo inspect --raw docker://{image.tagged}", ud.url)
         if image.digest:
             digest = image.digest

@@ -33,6 +33,18 @@ def platform_manifest_digest(raw: bytes, digest: str, platform: Platform) -> str
     return digest
 
 
+def index_platforms(doc: dict) -> dict[str, str]:
+    """`os/arch[/variant]` → manifest digest for an index's image entries (attestations skipped)."""
+    found = {}
+    for entry in doc.get("manifests") or []:
+        plat = entry.get("platform") or {}
+        if not plat.get("os") or plat.get("os") == "unknown" or not plat.get("architecture"):
+            continue
+        name = str(Platform(plat["os"], plat["architecture"], plat.get("variant") or None))
+        found.setdefault(name, str(entry.get("digest")))
+    return found
+
+
 def resolve(store: BlobStore, digest: str, platform: Platform) -> ResolvedImage:
     """Read (and verify) the manifests for `digest` from the store.
 

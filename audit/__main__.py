@@ -1,0 +1,5 @@
+"""`python -m audit` runs the `container-lock` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""`container-lock update`: re-resolve tags and write the lockfile (atomically, deterministically)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from containerlock import lockfile
+from containerlock.lockfile import Lock, LockEntry
+from containerlock.reference import ImageReference, parse_url
+
+from .registry import resolve_all
+from .scan import Found
+
+
+class UsageError(ValueError):
+    """The command line asks for something that cannot be done (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One reference: what the lock has, and what the registry says now."""
+
+    key: str
+    old: LockEntry | None
+    new: LockEntry | None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "error"
+        if self.old is None:
+            return "added"
+        if self.new is not None and self.new.digest != self.old.digest:
+            return "updated"
+        if self.new is not None and dict(self.new.platforms) != dict(self.old.platforms):
+            return "platforms"
+        return "unchanged"
+
+
+@dataclass
+class UpdatePlan:
+    """What `update` found and would do."""
+
+    changes: list[Change] = field(default_factory=list)
+    unresolved: list[Found] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Change]:
+        return [c for c in self.changes if c.error]
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.status in ("added", "updated", "platforms")]
+
+
+def _targets(found: Sequence[Found], lock: Lock, images: Iterable[str]) -> dict[str, ImageReference]:
+    wanted = {lockfile.normalise_key(i) for i in images}
+    targets: dict[str, ImageReference] = {}
+    if found:
+        for f in found:
+            if f.ref is not None and f.ref.digest is None:
+                targets.setdefault(f.ref.tagged, f.ref)
+    else:
+        targets = {
+            key: parse_url("docker://" + key.rsplit(":", 1)[0] + ";tag=" + key.rsplit(":", 1)[1])
+            for key in lock.entries
+        }
+    if wanted:
+        unknown = sorted(wanted - set(targets) - set(lock.entries))
+        if unknown:
+            raise UsageError(
+                f"--image {', '.join(unknown)}: not used by the scanned recipes nor in the lockfile"
+            )
+        for key in wanted - set(targets):
+            name, tag = key.rsplit(":", 1)
+            targets[key] = parse_url(f"docker://{name};tag={tag}")
+        targets = {k: v for k, v in targets.items() if k in wanted}
+    return dict(sorted(targets.items()))
+
+
+def plan(
+    found: Sequence[Found], lock: Lock, images: Iterable[str] = (), jobs: int = 8, timeout: float = 60.0
+) -> UpdatePlan:
+    """Resolve every reference that needs the lock (or the named `images`) against its registry."""
+    targets = _targets(found, lock, images)
+    resolutions = resolve_all(targets.values(), jobs=jobs, timeout=timeout)
+    changes = [Change(r.ref.tagged, lock.get(r.ref.tagged), r.entry, r.error) for r in resolutions]
+    return UpdatePlan(changes, [f for f in found if f.ref is None])
+
+
+def write(plan: UpdatePlan, path: Path) -> bool:
+    """Apply the successful changes (failed ones keep their old entry); returns whether it wrote."""
+
+    def change(lock: Lock) -> None:
+        for c in plan.changes:
+            if c.new is not None:
+                lock.entries[c.key] = c.new
+
+    return lockfile.update(path, change)

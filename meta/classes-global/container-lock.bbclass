@@ -1,0 +1,31 @@
+# container-lock's global class (INHERITed by the layer; nothing to do in recipes).
+#
+# - CONTAINER_LOCKFILE: docker:// URLs without a digest get the locked digest in
+#   SRC_URI at parse time (so do_fetch's signature follows the lock), and the
+#   lockfile is a parse dependency.
+# - MissingChecksumEvent: the digest a tag resolved to is recorded in the lock.
+# - BB_STRICT_CHECKSUM = "1": the build stops before any task if any docker://
+#   URL lacks a tag or a digest, listing all of them.
+# See docs/lock.md.
+
+# Path of the lockfile (relative paths are relative to TOPDIR). Unset: no lock.
+CONTAINER_LOCKFILE ??= ""
+
+python () {
+    import containerlock.recipe_lock
+    containerlock.recipe_lock.apply(d)
+}
+
+addhandler container_lock_record
+container_lock_record[eventmask] = "bb.fetch2.MissingChecksumEvent"
+python container_lock_record() {
+    import containerlock.recipe_lock
+    containerlock.recipe_lock.record_event(e, d)
+}
+
+addhandler container_lock_strict
+container_lock_strict[eventmask] = "bb.event.BuildStarted"
+python container_lock_strict() {
+    import containerlock.recipe_lock
+    containerlock.recipe_lock.check_strict(e.data)
+}

@@ -1,0 +1,157 @@
+"""BitBake side of the lock: pin SRC_URI at parse time, record resolved tags, strict mode.
+
+Called from classes-global/container-lock.bbclass, which the layer INHERITs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import bb
+import bb.fetch2
+import bb.parse
+
+from . import lockfile
+from .reference import InvalidReference, parse_url
+from .store import atomic_write
+
+_cache: dict[tuple[str, int, int], lockfile.Lock] = {}
+
+
+def _lock(path: Path) -> lockfile.Lock:
+    """The lock at `path`, cached per process while the file is unchanged."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return lockfile.Lock()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _cache:
+        _cache[key] = lockfile.load(path)
+    return _cache[key]
+
+
+def lockfile_path(d: Any) -> Path | None:
+    """CONTAINER_LOCKFILE as an absolute path, or None when unset."""
+    value = (d.getVar("CONTAINER_LOCKFILE") or "").strip()
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else Path(d.getVar("TOPDIR") or ".") / path
+
+
+def apply(d: Any) -> None:
+    """Pin unpinned docker:// URLs from the lock; warn where recipe and lock disagree; strict check."""
+    tokens = (d.getVar("SRC_URI") or "").split()
+    if not any(t.startswith("docker://") for t in tokens):
+        return
+    path = lockfile_path(d)
+    lock = lockfile.Lock()
+    if path is not None:
+        bb.parse.mark_dependency(d, str(path))  # editing or deleting the lock reparses
+        try:
+            lock = _lock(path)
+        except lockfile.LockfileError as err:
+            bb.fatal(f"{d.getVar('FILE')}: CONTAINER_LOCKFILE: {err}")
+    changed, violations = False, []
+    for i, url in enumerate(tokens):
+        if not url.startswith("docker://"):
+            continue
+        try:
+            ref = parse_url(url)
+        except InvalidReference:
+            continue  # the fetcher reports it, naming the URL
+        entry = lock.get(ref.tagged)
+        if entry and ref.digest and entry.digest != ref.digest:
+            bb.warn(
+                f"{d.getVar('FILE')}: {ref.tagged}: the recipe pins {ref.digest}, the lockfile "
+                f"{path} has {entry.digest}; building the recipe's digest "
+                "(`container-lock check` lists these)"
+            )
+        elif entry and not ref.digest:
+            tokens[i] = f"{url};digest={entry.digest}"
+            ref = parse_url(tokens[i])
+            changed = True
+        if not (ref.digest and ref.tag_given):
+            violations.append(url)
+    if changed:
+        d.setVar("SRC_URI", " ".join(tokens))
+    if (d.getVar("BB_STRICT_CHECKSUM") or "") == "1":
+        _note_violations(d, violations)
+
+
+def _violations_dir(d: Any) -> Path:
+    return Path(d.getVar("TMPDIR")) / "container-lock" / "strict"
+
+
+def _note_violations(d: Any, urls: list[str]) -> None:
+    """Keep one file per recipe listing its unpinned URLs (removed once it has none).
+
+    A recipe served from BitBake's cache keeps its file from the parse that
+    cached it, which is still right: nothing it depends on has changed.
+    """
+    recipe = d.getVar("FILE")
+    variant = d.getVar("BB_CURRENT_MC") or ""
+    name = hashlib.sha256(f"{variant}:{recipe}".encode()).hexdigest()[:32] + ".json"
+    path = _violations_dir(d) / name
+    if urls:
+        atomic_write(path, (json.dumps({"recipe": recipe, "urls": urls}, sort_keys=True) + "\n").encode())
+    else:
+        path.unlink(missing_ok=True)
+
+
+def strict_violations(d: Any) -> list[tuple[str, list[str]]]:
+    """Every (recipe, unpinned URLs) noted while parsing, for recipes that still exist."""
+    found = []
+    directory = _violations_dir(d)
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            note = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if Path(note.get("recipe", "")).exists():
+            found.append((note["recipe"], list(note["urls"])))
+    return sorted(found)
+
+
+def check_strict(d: Any) -> None:
+    """At BuildStarted: fail before any task runs, listing every unpinned URL of every recipe."""
+    if (d.getVar("BB_STRICT_CHECKSUM") or "") != "1":
+        return
+    found = strict_violations(d)
+    if not found:
+        return
+    lines = [f"  {recipe}: {url}" for recipe, urls in found for url in urls]
+    path = lockfile_path(d)
+    fix = (
+        f"container-lock update <your layers> --lockfile {path}"
+        if path
+        else "set CONTAINER_LOCKFILE and run `container-lock update <your layers> --lockfile <file>`"
+    )
+    bb.fatal(
+        'BB_STRICT_CHECKSUM = "1": these docker:// URLs have no tag or no digest (in the recipe or the '
+        "lockfile):\n" + "\n".join(lines) + f"\nPin them: {fix}, or add ;tag=…;digest=sha256:… in SRC_URI."
+    )
+
+
+def record_event(event: Any, d: Any) -> None:
+    """MissingChecksumEvent → the lockfile (when CONTAINER_LOCKFILE is set)."""
+    path = lockfile_path(d)
+    if path is None or not str(event.url).startswith("docker://"):
+        return
+    digest = event.checksums.get("sha256sum")
+    if not digest:
+        return
+    key = parse_url(event.url).tagged
+    platform = manifest = None
+    ud = bb.fetch2.Fetch([event.url], d).ud[event.url]
+    try:
+        facts = json.loads(Path(ud.localpath).read_text())
+        if facts.get("digest") == digest:
+            platform, manifest = facts.get("platform"), facts.get("manifest")
+    except (OSError, ValueError):
+        pass
+    if lockfile.record(path, key, digest, platform, manifest):
+        bb.note(f"recorded {key} = {digest} in {path}")

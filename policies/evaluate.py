@@ -1,0 +1,72 @@
+"""Evaluate a policy over the scanned recipes and the lockfile: findings with file:line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+from audit.scan import Found
+from containerlock.lockfile import Lock
+
+from .model import Policy
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One policy finding."""
+
+    rule: str
+    severity: str
+    where: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"rule": self.rule, "severity": self.severity, "where": self.where, "message": self.message}
+
+
+def evaluate(found: Sequence[Found], lock: Lock, lock_path: Path | None, policy: Policy) -> list[Finding]:
+    """Findings for every reference (and unused lock entry), most severe first, then by place."""
+    findings: list[Finding] = []
+
+    def add(rule: str, where: str, message: str) -> None:
+        severity = policy.severity(rule)
+        if severity != "ignore":
+            findings.append(Finding(rule, severity, where, message))
+
+    used: set[str] = set()
+    for f in found:
+        if f.ref is None:
+            add("invalid-url" if f.url else "unresolved", f.where, f"{f.text}: {f.problem}")
+            continue
+        ref, key = f.ref, f.ref.tagged
+        used.add(key)
+        entry = lock.get(key)
+        if not ref.tag_given:
+            add("no-tag", f.where, f"{f.text}: no tag (it defaults to 'latest'); add ;tag=…")
+        if ref.digest is None and entry is None:
+            add(
+                "unpinned",
+                f.where,
+                f"{key}: no digest in the recipe nor in the lockfile; run `container-lock update`",
+            )
+        if ref.digest and entry and entry.digest != ref.digest:
+            add(
+                "lock-mismatch",
+                f.where,
+                f"{key}: the recipe pins {ref.digest}, the lockfile has {entry.digest} (the recipe wins)",
+            )
+        if ref.tag in policy.forbidden_tags:
+            add("forbidden-tag", f.where, f"{key}: tag '{ref.tag}' is not allowed by policy '{policy.name}'")
+        if policy.allowed_registries and not any(fnmatch(ref.registry, p) for p in policy.allowed_registries):
+            add(
+                "registry-not-allowed",
+                f.where,
+                f"{key}: registry '{ref.registry}' is not in {', '.join(policy.allowed_registries)}",
+            )
+    if found and lock_path is not None:
+        for key in sorted(set(lock.entries) - used):
+            add("unused-lock-entry", str(lock_path), f"{key}: no scanned recipe uses this lock entry")
+    order = {"error": 0, "warning": 1}
+    return sorted(findings, key=lambda x: (order[x.severity], x.where, x.rule, x.message))
