@@ -1,0 +1,78 @@
+"""`container-lock update` of N references vs a sequential `skopeo inspect` of each (one run).
+
+Pushes N tags (one index, retagged), writes a recipe naming all of them, then
+times `container-lock update` (parallel raw-manifest lookups) against the
+naive loop a script would run: `skopeo inspect docker://ref` per reference.
+Run: `.venv/bin/python -m benchmarks.update [-n 100] [--jobs 8]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import machine, registry_with_factory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=8)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="cl-bench-update."))
+    print(f"machine: {machine()}")
+    try:
+        with registry_with_factory(workdir) as (_, factory):
+            base = factory.multi_arch("bench/update", tag="base")
+            refs = [factory.retag(base, "bench/update", f"t{i:03d}").reference for i in range(args.n)]
+            recipe = workdir / "layer" / "bench_1.0.bb"
+            recipe.parent.mkdir()
+            host = base.host
+            urls = " ".join(f"docker://{host}/bench/update;tag={r.rsplit(':', 1)[1]}" for r in refs)
+            recipe.write_text(f'SRC_URI = "{urls}"\n')
+
+            start = time.perf_counter()
+            for ref in refs:
+                out = subprocess.run(
+                    ["skopeo", "inspect", f"docker://{ref}"], capture_output=True, check=True
+                )
+                json.loads(out.stdout)["Digest"]
+            sequential = time.perf_counter() - start
+
+            lock = workdir / "container-lock.json"
+            start = time.perf_counter()
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "audit",
+                    "update",
+                    str(recipe.parent),
+                    "--lockfile",
+                    str(lock),
+                    "--jobs",
+                    str(args.jobs),
+                    "--json",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            ours = time.perf_counter() - start
+            entries = len(json.loads(lock.read_text())["images"])
+            print(
+                f"{args.n} references: sequential skopeo inspect {sequential:.2f} s, "
+                f"container-lock update (--jobs {args.jobs}) {ours:.2f} s, "
+                f"speed-up {sequential / ours:.1f}x ({entries} lock entries written)"
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
