@@ -1,4 +1,4 @@
-"""The README demo: loopback registry → pinned, strict build → .deb → load into podman → run.
+"""The README demo: loopback registry → pin (lockfile) → strict build → .deb → load into podman → run.
 
 Run it with `bash .ci/demo` (which installs what is needed first), or
 `.venv/bin/python -m tests.demo [--keep DIR]`. It uses the demo layer
@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -50,6 +51,15 @@ def quietly(action, *args):
             os.close(saved)
 
 
+def cli(*args: str) -> None:
+    """Run the real `container-lock` command and show it."""
+    print("   $ container-lock " + " ".join(args))
+    result = subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True)
+    for line in (result.stdout + result.stderr).rstrip().splitlines():
+        print("   " + line)
+    print(f"   (exit {result.returncode})")
+
+
 def pinned_digest(recipe: Path) -> str:
     return recipe.read_text().split(";digest=")[1].split('"')[0]
 
@@ -81,45 +91,54 @@ def run(workdir: Path) -> None:
             CONTAINER_DEMO_REGISTRY=registry.host,
         )
 
+        step("container-lock check: what is not pinned yet (policy 'default')")
+        define = f"CONTAINER_DEMO_REGISTRY={registry.host}"
+        cli("check", str(DEMO_LAYER), "-D", define)
+
         step("demo-podman-img: an unpinned URL builds with a warning that says what to pin")
         quietly(build.run, recipes / "demo-podman-img_1.0.bb", "do_fetch")
         for message in build.events.messages(logging.WARNING):
             print("   WARNING: " + message.replace("\n", "\n   "))
 
-        step("demo-docker-img: strict build (BB_STRICT_CHECKSUM = 1) of the pinned recipe")
-        build.set(BB_STRICT_CHECKSUM="1")
-        quietly(build.run, recipes / "demo-docker-img_1.0.bb", "do_fetch")
-        build.set(BB_NO_NETWORK="1")
-        mark = registry.mark()
-        d = quietly(build.run, recipes / "demo-docker-img_1.0.bb", *PACKAGE_TASKS)
-        print(
-            f"   fetch → unpack → install_fetched_containers → .deb, offline: "
-            f"{len(registry.requests(mark))} registry requests"
-        )
-        deb = next(Path(d.getVar("WORKDIR")).glob("*.deb"))
-        manifest = json.loads((Path(d.getVar("WORKDIR")) / "container-lock-manifest.json").read_text())
-        for image in manifest["images"]:
-            print(
-                f"   {image['file']}  ({image['compression']}, {image['file_size']} bytes)\n"
-                f"      {image['reference']}:{image['tag']} {image['platform']}  image ID {image['config']}"
-            )
-        print(f"   package: {deb.name}, {deb.stat().st_size} bytes")
-        print(
-            "   "
-            + subprocess.run(
-                ["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True, check=True
-            )
-            .stdout.strip()
-            .join(("Depends: ", ""))
-        )
+        step("Pin: container-lock update → the lockfile")
+        lock = workdir / "container-lock.json"
+        cli("update", str(DEMO_LAYER), "--lockfile", str(lock), "-D", define)
+        print("   " + lock.read_text().replace("\n", "\n   ").rstrip())
 
-        step("Target: install the .deb into a temp root, run its loader (docker → podman shim)")
+        step("Strict build (BB_STRICT_CHECKSUM = 1, CONTAINER_LOCKFILE), then offline: → .deb")
+        build.set(BB_STRICT_CHECKSUM="1", CONTAINER_LOCKFILE=str(lock))
+        debs = []
+        for name in ("demo-docker-img", "demo-podman-img"):
+            build.set(BB_NO_NETWORK="0")
+            quietly(build.run, recipes / f"{name}_1.0.bb", "do_fetch")
+            build.set(BB_NO_NETWORK="1")
+            mark = registry.mark()
+            d = quietly(build.run, recipes / f"{name}_1.0.bb", *PACKAGE_TASKS)
+            deb = next(Path(d.getVar("WORKDIR")).glob("*.deb"))
+            debs.append(deb)
+            depends = subprocess.run(
+                ["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            print(
+                f"   {deb.name}: {deb.stat().st_size} bytes, Depends: {depends}; "
+                f"{len(registry.requests(mark))} registry requests offline"
+            )
+            manifest = json.loads((Path(d.getVar("WORKDIR")) / "container-lock-manifest.json").read_text())
+            for image in manifest["images"]:
+                print(f"      {image['file']} ({image['compression']}, {image['file_size']} bytes)")
+                name_tag = f"{image['reference']}:{image['tag']}"
+                print(f"      {name_tag} {image['platform']} image ID {image['config']}")
+
+        step("Target: install the .debs into a temp root, run their loaders (docker → podman shim)")
         root = workdir / "target"
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-        loader = root / "usr" / "share" / "demo-docker-img" / "container-loader.sh"
-        for attempt in ("first boot", "second boot"):
-            result = subprocess.run([str(loader)], capture_output=True, text=True, env=podman.env())
-            print(f"   {attempt}: exit {result.returncode}  {result.stderr.strip() or '(nothing to do)'}")
+        for deb in debs:
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        for name in ("demo-docker-img", "demo-podman-img"):
+            loader = root / "usr" / "share" / name / "container-loader.sh"
+            for attempt in ("first boot", "second boot"):
+                result = subprocess.run([str(loader)], capture_output=True, text=True, env=podman.env())
+                said = result.stderr.strip() or "(nothing to do)"
+                print(f"   {name}, {attempt}: exit {result.returncode}  {said}")
         print(f"   podman images: {', '.join(sorted(podman.names()))}")
 
         step("Run the loaded image")

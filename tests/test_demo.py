@@ -1,0 +1,21 @@
+"""The README's demo command runs end to end (registry → lock → strict build → .deb → podman → run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.harness.bitbake import REPO
+
+
+def test_demo_runs_end_to_end() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.demo"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "warning [unpinned]" in out  # container-lock check before pinning
+    assert "added" in out  # container-lock update pinned demo/tool
+    assert out.count("0 registry requests offline") == 2
+    assert out.count("second boot: exit 0  (nothing to do)") == 2
+    assert out.rstrip().endswith("hello from the container-lock test image\n\nDemo finished.".rstrip())
