@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from containerlock import lockfile
+from containerlock import lockfile as lockfile_module
 from containerlock.reference import InvalidReference
 from policies.evaluate import evaluate
 from policies.model import PolicyError
@@ -223,3 +224,54 @@ def check_command(
         )
     if errors:
         sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command("sbom")
+@click.argument("manifests", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--deploy-dir", type=click.Path(path_type=Path), help="DEPLOY_DIR: read every build manifest in it."
+)
+@click.option(
+    "--lockfile", "-l", type=click.Path(path_type=Path), help="Add the locked digests as properties."
+)
+@click.option(
+    "--merge",
+    "merge_into",
+    type=click.Path(path_type=Path),
+    metavar="IMAGE_SBOM.json",
+    help="Add the images to this CycloneDX JSON (e.g. Isar's debsbom output).",
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Write here (atomically); default stdout."
+)
+@click.option("--format", "fmt", type=click.Choice(["json", "xml"]), default="json", show_default=True)
+@click.option("--source-date-epoch", type=int, help="Timestamp; default: the build's SOURCE_DATE_EPOCH.")
+def sbom_command(
+    manifests: tuple[Path, ...],
+    deploy_dir: Path | None,
+    lockfile: Path | None,
+    merge_into: Path | None,
+    output: Path | None,
+    fmt: str,
+    source_date_epoch: int | None,
+) -> None:
+    """CycloneDX 1.6 SBOM of the container images that loader packages embed.
+
+    Reads the build manifests (MANIFESTS, or --deploy-dir), validates the
+    document against the schema, and refuses to write an invalid one.
+    """
+    from sbom.generate import generate
+    from sbom.manifests import ManifestError
+    from sbom.output import SbomError, write
+
+    if bool(manifests) == bool(deploy_dir):
+        fail("give either build manifest files or --deploy-dir")
+    try:
+        text = generate(manifests, deploy_dir, lockfile, merge_into, fmt, source_date_epoch)
+    except (ManifestError, SbomError, lockfile_module.LockfileError) as error:
+        fail(str(error))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write(text, output)
+        err.print(f"wrote {output}")

@@ -11,6 +11,13 @@
 # Path of the lockfile (relative paths are relative to TOPDIR). Unset: no lock.
 CONTAINER_LOCKFILE ??= ""
 
+# Build manifests of loader packages go here; so does the SBOM of the images.
+CONTAINER_LOCK_DEPLOY_DIR ?= "${DEPLOY_DIR}/container-lock"
+# "1": at the end of a successful build, write ${CONTAINER_LOCK_SBOM_FILE} when
+# container-lock is installed in BitBake's Python (else: `container-lock sbom`).
+CONTAINER_LOCK_SBOM ?= "1"
+CONTAINER_LOCK_SBOM_FILE ?= "${CONTAINER_LOCK_DEPLOY_DIR}/container-images.cdx.json"
+
 python () {
     import containerlock.recipe_lock
     containerlock.recipe_lock.apply(d)
@@ -28,4 +35,11 @@ container_lock_strict[eventmask] = "bb.event.BuildStarted"
 python container_lock_strict() {
     import containerlock.recipe_lock
     containerlock.recipe_lock.check_strict(e.data)
+}
+
+addhandler container_lock_sbom
+container_lock_sbom[eventmask] = "bb.event.BuildCompleted"
+python container_lock_sbom() {
+    import containerlock.recipe_lock
+    containerlock.recipe_lock.write_sbom(e, d)
 }

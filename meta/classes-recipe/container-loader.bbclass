@@ -22,7 +22,6 @@ CONTAINER_GZIP_LEVEL ?= "6"
 CONTAINER_COMPRESSION_THREADS ?= "${@d.getVar('ZSTD_THREADS') or str(os.cpu_count() or 1)}"
 CONTAINER_COMPRESSION_THREADS[vardepvalue] = "1"
 
-CONTAINER_LOCK_DEPLOY_DIR ?= "${DEPLOY_DIR}/container-lock"
 # Where do_unpack put files: UNPACKDIR on current OE, WORKDIR on Isar.
 CONTAINER_UNPACK_ROOT ?= "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
 
@@ -69,7 +68,10 @@ python do_install_fetched_containers() {
             d.getVar('CONTAINER_XZ_LEVEL'), d.getVar('CONTAINER_GZIP_LEVEL'),
             d.getVar('CONTAINER_COMPRESSION_THREADS'))
         images = [pkg.load_unpacked(unpack_root / unpack_dirname(parse_url(u))) for u in urls]
-        settings = pkg.PayloadSettings(d.getVar('PN'), d.getVar('BPN'), d.getVar('CONTAINER_ENGINE'), compression)
+        settings = pkg.PayloadSettings(
+            d.getVar('PN'), d.getVar('BPN'), d.getVar('CONTAINER_ENGINE'), compression,
+            version=d.getVar('CHANGELOG_V') or d.getVar('PV'), arch=d.getVar('DPKG_ARCH'),
+            source_date_epoch=int(d.getVar('SOURCE_DATE_EPOCH') or 0))
         manifest = pkg.install_payload(images, Path(d.getVar('D')), Path(d.getVar('WORKDIR')) / 'container-lock-tmp', settings)
     except pkg.PackagingError as err:
         bb.fatal(f"{d.getVar('PN')}: {err}")

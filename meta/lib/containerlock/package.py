@@ -153,6 +153,9 @@ class PayloadSettings:
     bpn: str
     engine: str
     compression: Compression
+    version: str = ""
+    arch: str = ""
+    source_date_epoch: int = 0
 
 
 def install_payload(
@@ -187,8 +190,9 @@ def install_payload(
     atomic_write(share / "image.list", "".join(lines).encode())
     return {
         "version": MANIFEST_VERSION,
-        "package": settings.package,
+        "package": {"name": settings.package, "version": settings.version, "arch": settings.arch},
         "engine": settings.engine,
+        "source_date_epoch": settings.source_date_epoch,
         "images": entries,
     }
 

@@ -1,0 +1,108 @@
+"""Read the build manifests that do_install_fetched_containers writes (standard JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST_VERSION = 1
+
+
+class ManifestError(ValueError):
+    """A build manifest cannot be used; the text names the file."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    digest: str
+    size: int
+    media_type: str
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """One embedded image, as the build packaged it."""
+
+    reference: str  # host[:port]/path
+    tag: str
+    digest: str  # what was pinned: an index or a manifest
+    platform: str
+    manifest: str  # the platform's manifest digest
+    config: str  # image ID
+    layers: tuple[Layer, ...]
+    file: str  # path in the package
+    file_sha256: str
+    file_size: int
+    compression: str
+    archive_format: str
+
+    @property
+    def from_index(self) -> bool:
+        return self.digest != self.manifest
+
+
+@dataclass(frozen=True)
+class PackageManifest:
+    """The facts of one loader package."""
+
+    name: str
+    version: str
+    arch: str
+    engine: str
+    source_date_epoch: int
+    images: tuple[ImageFacts, ...]
+
+
+def _image(raw: dict[str, Any]) -> ImageFacts:
+    return ImageFacts(
+        reference=raw["reference"],
+        tag=raw["tag"],
+        digest=raw["digest"],
+        platform=raw["platform"],
+        manifest=raw["manifest"],
+        config=raw["config"],
+        layers=tuple(Layer(x["digest"], int(x["size"]), x.get("mediaType", "")) for x in raw["layers"]),
+        file=raw["file"],
+        file_sha256=raw["file_sha256"],
+        file_size=int(raw["file_size"]),
+        compression=raw["compression"],
+        archive_format=raw.get("format", "docker-archive"),
+    )
+
+
+def load(path: Path) -> PackageManifest:
+    """Parse one manifest file."""
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("version") != MANIFEST_VERSION:
+            raise ManifestError(f"{path}: manifest version {doc.get('version')!r} is not {MANIFEST_VERSION}")
+        package = doc["package"]
+        return PackageManifest(
+            name=package["name"],
+            version=package["version"],
+            arch=package["arch"],
+            engine=doc["engine"],
+            source_date_epoch=int(doc.get("source_date_epoch") or 0),
+            images=tuple(_image(i) for i in doc["images"]),
+        )
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such manifest") from None
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        if isinstance(err, ManifestError):
+            raise
+        raise ManifestError(
+            f"{path}: not a container-lock build manifest ({err!r} missing or wrong)"
+        ) from None
+
+
+def from_deploy_dir(deploy_dir: Path) -> list[PackageManifest]:
+    """Every manifest in `<deploy>/container-lock/` (or `deploy_dir` itself), in name order."""
+    directory = deploy_dir / "container-lock" if (deploy_dir / "container-lock").is_dir() else deploy_dir
+    paths = sorted(p for p in directory.glob("*.json") if not p.name.endswith(".cdx.json"))
+    if not paths:
+        raise ManifestError(f"{directory}: no build manifests (*.json); build a loader recipe first")
+    return [load(p) for p in paths]

@@ -1,0 +1,56 @@
+"""Package URLs for OCI images (purl-spec `oci` type) and Debian packages."""
+
+from __future__ import annotations
+
+from packageurl import PackageURL
+
+
+class OciPurl(PackageURL):
+    """A PackageURL that writes the digest version as purl-spec's `oci` examples do: `sha256%3A…`.
+
+    packageurl-python leaves `:` in versions as it is; the spec percent-encodes it.
+    """
+
+    def to_string(self, encode: bool | None = True) -> str:
+        text = super().to_string()
+        if self.version and ":" in self.version:
+            text = text.replace(f"@{self.version}", "@" + self.version.replace(":", "%3A"), 1)
+        return text
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+def oci_purl(reference: str, digest: str, tag: str | None = None, arch: str | None = None) -> PackageURL:
+    """`pkg:oci/<name>@sha256%3A…?arch=…&repository_url=<host[:port]/path>&tag=…`.
+
+    The name is the last path segment of the repository, lower-case; the
+    version is the digest; the registry and path go in `repository_url`.
+    """
+    qualifiers = {"repository_url": reference}
+    if tag:
+        qualifiers["tag"] = tag
+    if arch:
+        qualifiers["arch"] = arch
+    return OciPurl(
+        type="oci", name=reference.rsplit("/", 1)[-1].lower(), version=digest, qualifiers=qualifiers
+    )
+
+
+def platform_arch(platform: str) -> str:
+    """The purl `arch` of an OCI platform: its architecture (`linux/arm/v7` → `arm`).
+
+    The variant is not part of the purl; the digest already tells the images apart.
+    """
+    return platform.split("/")[1]
+
+
+def deb_purl(name: str, version: str, arch: str, distro: str = "debian") -> PackageURL:
+    """`pkg:deb/debian/<name>@<version>?arch=<arch>`, as Debian SBOM tools write them."""
+    return PackageURL(
+        type="deb",
+        namespace=distro,
+        name=name,
+        version=version or None,
+        qualifiers={"arch": arch} if arch else None,
+    )
