@@ -1,4 +1,4 @@
-"""The README demo: loopback registry → pin (lockfile) → strict build → .deb → load into podman → run.
+"""The README demo: loopback registry → pin (lockfile) → strict build → .deb → SBOM → podman → run.
 
 Run it with `bash .ci/demo` (which installs what is needed first), or
 `.venv/bin/python -m tests.demo [--keep DIR]`. It uses the demo layer
@@ -128,6 +128,16 @@ def run(workdir: Path) -> None:
                 print(f"      {image['file']} ({image['compression']}, {image['file_size']} bytes)")
                 name_tag = f"{image['reference']}:{image['tag']}"
                 print(f"      {name_tag} {image['platform']} image ID {image['config']}")
+
+        step("SBOM: container-lock sbom over the build manifests (CycloneDX 1.6, schema-validated)")
+        sbom_path = workdir / "container-images.cdx.json"
+        cli("sbom", "--deploy-dir", str(workdir / "build" / "tmp" / "deploy"), "-o", str(sbom_path))
+        sbom = json.loads(sbom_path.read_text())
+        for component in sbom["components"]:
+            print(f"   {component['type']:<11} {component['purl']}")
+            for nested in component.get("components", []):
+                if nested["type"] == "container":
+                    print(f"     variant   {nested['purl']}")
 
         step("Target: install the .debs into a temp root, run their loaders (docker → podman shim)")
         root = workdir / "target"

@@ -17,5 +17,7 @@ def test_demo_runs_end_to_end() -> None:
     assert "warning [unpinned]" in out  # container-lock check before pinning
     assert "added" in out  # container-lock update pinned demo/tool
     assert out.count("0 registry requests offline") == 2
+    assert "application pkg:deb/debian/demo-docker-img@1.0?arch=amd64" in out  # the SBOM
+    assert "variant   pkg:oci/hello@sha256%3A" in out
     assert out.count("second boot: exit 0  (nothing to do)") == 2
     assert out.rstrip().endswith("hello from the container-lock test image\n\nDemo finished.".rstrip())
