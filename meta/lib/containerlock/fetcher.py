@@ -21,7 +21,7 @@ from bb.fetch2 import (
 )
 
 from . import manifest as mf
-from . import skopeo
+from . import mirror, skopeo
 from .image import ResolvedImage, blobs_valid, check_config_platform, platform_manifest_digest, resolve
 from .platform import Platform, PlatformError, platform_for
 from .progress import SkopeoCopyProgress
@@ -66,6 +66,7 @@ class DockerRegistryFetcher(FetchMethod):
         except (InvalidReference, PlatformError) as err:
             raise FetchError(str(err), redact(ud.url)) from None
         image: ImageReference = ud.image
+        ud.mirrortarballs = [mirror.tarball_name(image, ud.platform)]
         if image.digest:
             ud.localfile = f"{STORE_DIR}/images/{image.digest.replace(':', '-')}/{ud.platform.fs_name}.json"
         else:
@@ -99,11 +100,19 @@ class DockerRegistryFetcher(FetchMethod):
             digest = record.get("digest") if record else None
         return self._stored_image(d, str(digest), ud.platform) if digest else None
 
+    def _generate_mirror(self, d: Any) -> bool:
+        return bb.utils.to_boolean(d.getVar("BB_GENERATE_MIRROR_TARBALLS"))
+
+    def _mirror_path(self, ud: Any, d: Any) -> Path:
+        return Path(d.getVar("DL_DIR")) / ud.mirrortarballs[0]
+
     def need_update(self, ud: Any, d: Any) -> bool:
         if not ud.image.digest and _strictness(d) == "1":
             return True  # download() reports it, before any network access
         if self._local_image(ud, d) is None:
             return True
+        if self._generate_mirror(d) and not self._mirror_path(ud, d).exists():
+            return True  # download() finds the image stored; build_mirror_data() writes the tarball
         # A tag without digest is resolved again whenever the network may be used.
         return not ud.image.digest and not bb.utils.to_boolean(d.getVar("BB_NO_NETWORK"))
 
@@ -177,9 +186,19 @@ class DockerRegistryFetcher(FetchMethod):
 
     def _pull_blobs(self, ud: Any, d: Any, manifest_digest: str, manifest: mf.ImageManifest) -> None:
         store = self._store(d)
-        missing = [b for b in manifest.blobs if not store.is_valid(b.digest, b.size)]
-        if not missing:
+        wanted = [b for b in manifest.blobs if not store.is_valid(b.digest, b.size)]
+        if not wanted:
             return
+        with store.locked(b.digest for b in wanted):
+            # Another fetch may have brought some of them while we waited.
+            missing = [b for b in wanted if not store.is_valid(b.digest, b.size)]
+            if missing:
+                self._copy_blobs(ud, d, manifest_digest, manifest, missing)
+
+    def _copy_blobs(
+        self, ud: Any, d: Any, manifest_digest: str, manifest: mf.ImageManifest, missing: list[mf.Descriptor]
+    ) -> None:
+        store = self._store(d)
         tmp = store_root(d) / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         layout = Path(tempfile.mkdtemp(dir=tmp, prefix="layout."))
@@ -200,11 +219,21 @@ class DockerRegistryFetcher(FetchMethod):
             if stored is not None:  # pulled before, e.g. through another tag or recipe
                 self._write_record(ud, stored)
                 return
+        if self._import_mirror_tarball(ud, d):
+            return
         check_network_access(d, f"skopeo inspect --raw docker://{image.tagged}", ud.url)
         if image.digest:
             digest = image.digest
             if image.tag_given:
-                self._warn_if_tag_moved(ud, d)
+                try:
+                    self._warn_if_tag_moved(ud, d)
+                except FetchError as err:  # advisory: the digest is what is built
+                    logger.warning(
+                        "%s: could not look up tag '%s' (%s); fetching the pinned digest",
+                        ud.url,
+                        image.tag,
+                        err,
+                    )
         else:
             digest = self._resolve_tag(ud, d)
         try:
@@ -220,6 +249,38 @@ class DockerRegistryFetcher(FetchMethod):
         self._write_record(ud, resolved)
         if not image.digest:
             self._report_missing_digest(ud, d, digest)
+
+    def _import_mirror_tarball(self, ud: Any, d: Any) -> bool:
+        """Take the image from a mirror tarball in DL_DIR (put there by PREMIRRORS/MIRRORS)."""
+        path = self._mirror_path(ud, d)
+        if not path.exists():
+            return False
+        try:
+            facts = mirror.import_into(path, self._store(d))
+        except mirror.MirrorError as err:
+            logger.warning("%s: ignoring mirror tarball: %s", ud.url, err)
+            return False
+        digest = ud.image.digest or facts["digest"]
+        stored = self._stored_image(d, digest, ud.platform)
+        if stored is None:
+            logger.warning(
+                "%s: mirror tarball %s does not hold %s for %s", ud.url, path.name, digest, ud.platform
+            )
+            return False
+        self._write_record(ud, stored)
+        if not ud.image.digest:
+            self._report_missing_digest(ud, d, digest)
+        return True
+
+    def build_mirror_data(self, ud: Any, d: Any) -> None:
+        """With BB_GENERATE_MIRROR_TARBALLS, write the image's mirror tarball into DL_DIR."""
+        path = self._mirror_path(ud, d)
+        if not self._generate_mirror(d) or path.exists():
+            return
+        image = self._local_image(ud, d)
+        if image is not None:
+            mirror.write(path, ud.image, image, self._store(d))
+            logger.info("wrote mirror tarball %s", path.name)
 
     def _write_record(self, ud: Any, image: ResolvedImage) -> None:
         record = {

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _CHUNK = 1 << 20
 
@@ -99,6 +102,47 @@ class BlobStore:
             self.discard(digest)
             raise FileNotFoundError(f"blob {digest} in {self.root} was corrupt and is removed")
         return data
+
+    def put_stream(self, digest: str, stream: BinaryIO) -> None:
+        """Store a stream's bytes under `digest` if they hash to it (checked before the rename)."""
+        if self.is_valid(digest):
+            return
+        path = self.path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+            if "sha256:" + h.hexdigest() != digest:
+                raise ValueError(f"content hashes to sha256:{h.hexdigest()}, not {digest}")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def locked(self, digests: Iterable[str]) -> Iterator[None]:
+        """Hold exclusive locks on these blobs (taken in sorted order: no deadlock).
+
+        Fetches of different images that share a blob take turns, so the blob is
+        downloaded once, by whoever comes first.
+        """
+        fds = []
+        try:
+            for digest in sorted(set(digests)):
+                lock = self.root.parent / "locks" / digest.replace(":", "-")
+                lock.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+                fds.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def put(self, digest: str, data: bytes) -> None:
         """Store bytes that hash to `digest` (checked), atomically."""
