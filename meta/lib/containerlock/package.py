@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -94,47 +93,56 @@ def load_unpacked(layout: Path) -> UnpackedImage:
     return UnpackedImage(layout, facts)
 
 
-def _run(args: Sequence[str], **kwargs: object) -> None:
-    result = subprocess.run(list(args), capture_output=True, text=True, check=False, **kwargs)
-    if result.returncode:
-        raise PackagingError(f"{shlex.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+def export_compressed(image: UnpackedImage, dest: Path, compression: Compression, scratch: Path) -> None:
+    """`docker-archive` of the image, compressed, written atomically to `dest`, in one pass.
 
-
-def export_docker_archive(image: UnpackedImage, out: Path) -> None:
-    """`docker-archive` (Docker schema 2, layers uncompressed): docker and podman both load it.
-
-    skopeo writes it byte-reproducibly (mtime 0); the image is named with its
-    full reference, so neither engine adds `docker.io/` or `localhost/`.
+    The archive is Docker schema 2 with uncompressed layers: docker and podman
+    both load it, and skopeo writes it byte-reproducibly (mtime 0), named with
+    the full reference (no `docker.io/` or `localhost/` added on load). skopeo
+    writes into a FIFO that the compressor reads, so the uncompressed tar never
+    touches the disk.
     """
-    _run(
-        [
-            "skopeo",
-            "--insecure-policy",
-            "copy",
-            "-q",
-            f"oci:{image.layout}",
-            f"docker-archive:{out}:{image.tagged}",
-        ]
-    )
-
-
-def compress(src: Path, dest: Path, compression: Compression) -> None:
-    """Compress `src` into `dest` atomically (the tar is read once, written once)."""
+    fifo = scratch / "archive.fifo"
+    os.mkfifo(fifo)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     try:
-        with open(src, "rb") as inp, os.fdopen(fd, "wb") as outp:
-            result = subprocess.run(
-                compression.command(), stdin=inp, stdout=outp, stderr=subprocess.PIPE, check=False
+        with os.fdopen(fd, "wb") as out:
+            compressor = subprocess.Popen(
+                ["sh", "-c", 'exec "$@" < "$0"', str(fifo), *compression.command()],
+                stdout=out,
+                stderr=subprocess.PIPE,
             )
-        if result.returncode:
-            raise PackagingError(
-                f"{' '.join(compression.command())} failed: {result.stderr.decode().strip()}"
+            exporter = subprocess.run(
+                [
+                    "skopeo",
+                    "--insecure-policy",
+                    "copy",
+                    "-q",
+                    f"oci:{image.layout}",
+                    f"docker-archive:{fifo}:{image.tagged}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
+            if exporter.returncode:
+                compressor.kill()
+                compressor.wait()
+                raise PackagingError(
+                    f"{image.tagged}: skopeo could not write the docker-archive: {exporter.stderr.strip()}"
+                )
+            _, errors = compressor.communicate()
+            if compressor.returncode:
+                raise PackagingError(
+                    f"{image.tagged}: {' '.join(compression.command())} failed: {errors.decode().strip()}"
+                )
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        fifo.unlink(missing_ok=True)
 
 
 def file_sha256(path: Path) -> str:
@@ -171,9 +179,7 @@ def install_payload(
         name = f"{image.layout.name}.tar{settings.compression.suffix}"
         target = images_dir / name
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-            tar = Path(tmp) / "image.tar"
-            export_docker_archive(image, tar)
-            compress(tar, target, settings.compression)
+            export_compressed(image, target, settings.compression, Path(tmp))
         config = image.facts["config"]
         lines.append(f"{name} {image.tagged} {config}\n")
         entries.append(
