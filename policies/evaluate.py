@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
 
 from audit.scan import Found
 from containerlock.lockfile import Lock
-
-from .model import Policy
+from containerlock.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -57,14 +55,8 @@ def evaluate(found: Sequence[Found], lock: Lock, lock_path: Path | None, policy:
                 f.where,
                 f"{key}: the recipe pins {ref.digest}, the lockfile has {entry.digest} (the recipe wins)",
             )
-        if ref.tag in policy.forbidden_tags:
-            add("forbidden-tag", f.where, f"{key}: tag '{ref.tag}' is not allowed by policy '{policy.name}'")
-        if policy.allowed_registries and not any(fnmatch(ref.registry, p) for p in policy.allowed_registries):
-            add(
-                "registry-not-allowed",
-                f.where,
-                f"{key}: registry '{ref.registry}' is not in {', '.join(policy.allowed_registries)}",
-            )
+        for rule, reason in policy.image_denials(ref.registry, ref.name, ref.tag):
+            add(rule, f.where, f"{key}: {reason}")
     if found and lock_path is not None:
         for key in sorted(set(lock.entries) - used):
             add("unused-lock-entry", str(lock_path), f"{key}: no scanned recipe uses this lock entry")

@@ -21,7 +21,7 @@ from bb.fetch2 import (
 )
 
 from . import manifest as mf
-from . import mirror, skopeo
+from . import mirror, policy, skopeo
 from .image import ResolvedImage, blobs_valid, check_config_platform, platform_manifest_digest, resolve
 from .platform import Platform, PlatformError, platform_for
 from .progress import SkopeoCopyProgress
@@ -106,7 +106,29 @@ class DockerRegistryFetcher(FetchMethod):
     def _mirror_path(self, ud: Any, d: Any) -> Path:
         return Path(d.getVar("DL_DIR")) / ud.mirrortarballs[0]
 
+    def _enforce_policy(self, ud: Any, d: Any) -> None:
+        """CONTAINER_POLICY: refuse images the policy denies (registry, tag), before any network access."""
+        spec = (d.getVar("CONTAINER_POLICY") or "").strip()
+        if not spec:
+            return
+        builtin = Path(d.getVar("LAYERDIR_container-lock") or Path(__file__).parents[2]).parent / "policies"
+        try:
+            loaded = policy.load(spec, builtin)
+        except policy.PolicyError as err:
+            raise FetchError(f"CONTAINER_POLICY: {err}", ud.url) from None
+        image: ImageReference = ud.image
+        denials = [
+            reason
+            for rule, reason in loaded.image_denials(image.registry, image.name, image.tag)
+            if loaded.severity(rule) == "error"
+        ]
+        if denials:
+            raise FetchError(
+                f"{image.tagged} is denied by CONTAINER_POLICY ({spec}): {'; '.join(denials)}", ud.url
+            )
+
     def need_update(self, ud: Any, d: Any) -> bool:
+        self._enforce_policy(ud, d)
         if not ud.image.digest and _strictness(d) == "1":
             return True  # download() reports it, before any network access
         if self._local_image(ud, d) is None:
@@ -213,6 +235,7 @@ class DockerRegistryFetcher(FetchMethod):
 
     def download(self, ud: Any, d: Any) -> None:
         self._check_strict(ud, d)
+        self._enforce_policy(ud, d)
         image: ImageReference = ud.image
         if image.digest:
             stored = self._stored_image(d, image.digest, ud.platform)

@@ -1,0 +1,216 @@
+"""Policy files (TOML): which findings are errors, which images are allowed, who must sign.
+
+Standard library only: the layer (CONTAINER_POLICY) and the CLI share it.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+
+SEVERITIES = ("error", "warning", "ignore")
+# "deny"/"warn" read as "error"/"warning".
+SEVERITY_ALIASES = {"deny": "error", "warn": "warning"}
+RULES = (
+    "unpinned",
+    "no-tag",
+    "lock-mismatch",
+    "unused-lock-entry",
+    "forbidden-tag",
+    "registry-not-allowed",
+    "unresolved",
+    "invalid-url",
+    "unsigned",
+)
+BUILTIN = ("default", "strict")
+
+
+class PolicyError(ValueError):
+    """A policy file cannot be used; the text names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who must have signed the images matching `images` (globs on `host[:port]/path`)."""
+
+    images: tuple[str, ...]
+    issuer: str | None = None
+    identity: str | None = None
+    issuer_regex: str | None = None
+    identity_regex: str | None = None
+    key: str | None = None  # a public key file, for legacy `cosign sign --key` signatures
+
+    def applies_to(self, name: str) -> bool:
+        return any(fnmatch(name, pattern) for pattern in self.images)
+
+    def accepts(self, issuer: str, identity: str) -> bool:
+        """Does a keyless certificate's issuer and identity satisfy this signer?"""
+        if self.key:
+            return False
+        ok_issuer = (
+            issuer == self.issuer if self.issuer else bool(re.fullmatch(self.issuer_regex or ".*", issuer))
+        )
+        ok_identity = (
+            identity == self.identity
+            if self.identity
+            else bool(re.fullmatch(self.identity_regex or ".*", identity))
+        )
+        return ok_issuer and ok_identity
+
+    def describe(self) -> str:
+        if self.key:
+            return f"key {self.key}"
+        issuer = self.issuer or f"/{self.issuer_regex}/"
+        identity = self.identity or f"/{self.identity_regex}/"
+        return f"{identity} (issuer {issuer})"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded policy."""
+
+    name: str
+    severities: dict[str, str]
+    forbidden_tags: tuple[str, ...] = ()
+    allowed_registries: tuple[str, ...] = ()
+    signers: tuple[Signer, ...] = field(default_factory=tuple)
+
+    def severity(self, rule: str) -> str:
+        return self.severities.get(rule, "warning")
+
+    def signers_for(self, name: str) -> tuple[Signer, ...]:
+        """The signers required for the image `host[:port]/path`."""
+        return tuple(s for s in self.signers if s.applies_to(name))
+
+    def image_denials(self, registry: str, name: str, tag: str) -> list[tuple[str, str]]:
+        """(rule, reason) for the image rules a reference breaks (forbidden tag, registry)."""
+        found = []
+        if tag in self.forbidden_tags:
+            found.append(("forbidden-tag", f"tag '{tag}' is not allowed by policy '{self.name}'"))
+        if self.allowed_registries and not any(fnmatch(registry, p) for p in self.allowed_registries):
+            found.append(
+                (
+                    "registry-not-allowed",
+                    f"registry '{registry}' is not in {', '.join(self.allowed_registries)}",
+                )
+            )
+        return found
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+def parse(text: str, where: str, base: Policy | None = None) -> Policy:
+    """Parse policy TOML; `where` names the file in errors.
+
+    Rules and image settings the file leaves out come from `base` (the policy it extends).
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise PolicyError(f"{where}: not valid TOML: {err}") from None
+    if doc.get("version") != 1:
+        raise PolicyError(f"{where}: 'version = 1' is required")
+    rules = doc.get("rules", {})
+    if not isinstance(rules, dict):
+        raise PolicyError(f"{where}: [rules] must be a table")
+    rules = {rule: SEVERITY_ALIASES.get(severity, severity) for rule, severity in rules.items()}
+    for rule, severity in rules.items():
+        if rule not in RULES:
+            raise PolicyError(f"{where}: unknown rule '{rule}'; known: {', '.join(RULES)}")
+        if severity not in SEVERITIES:
+            raise PolicyError(
+                f"{where}: rule '{rule}' = '{severity}'; use one of {', '.join(SEVERITIES)} (or deny, warn)"
+            )
+    images = doc.get("images", {})
+    if not isinstance(images, dict):
+        raise PolicyError(f"{where}: [images] must be a table")
+    unknown = set(images) - {"forbidden_tags", "allowed_registries"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) in [images]: {', '.join(sorted(unknown))}")
+    inherited = base or Policy("none", {})
+    signers = _signers(doc.get("signers"), where) if "signers" in doc else inherited.signers
+
+    def strings(key: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
+        return _strings(images[key], f"{where}: images.{key}") if key in images else fallback
+
+    return Policy(
+        name=str(doc.get("name", Path(where).stem)),
+        severities={**inherited.severities, **rules},
+        forbidden_tags=strings("forbidden_tags", inherited.forbidden_tags),
+        allowed_registries=strings("allowed_registries", inherited.allowed_registries),
+        signers=signers,
+    )
+
+
+_SIGNER_KEYS = {"images", "issuer", "identity", "issuer_regex", "identity_regex", "key"}
+
+
+def _signers(raw: object, where: str) -> tuple[Signer, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
+        raise PolicyError(f"{where}: [[signers]] must be an array of tables")
+    signers = []
+    for n, entry in enumerate(raw, 1):
+        at = f"{where}: signers #{n}"
+        unknown = set(entry) - _SIGNER_KEYS
+        if unknown:
+            raise PolicyError(
+                f"{at}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_SIGNER_KEYS))}"
+            )
+        for key in ("issuer_regex", "identity_regex"):
+            if key in entry:
+                try:
+                    re.compile(entry[key])
+                except (re.error, TypeError) as err:
+                    raise PolicyError(f"{at}: {key} is not a valid regular expression ({err})") from None
+        keyless = any(k in entry for k in ("issuer", "identity", "issuer_regex", "identity_regex"))
+        if "key" in entry and keyless:
+            raise PolicyError(f"{at}: give either key = … (key-based) or issuer/identity (keyless), not both")
+        if not keyless and "key" not in entry:
+            raise PolicyError(
+                f"{at}: needs issuer (or issuer_regex) and identity (or identity_regex), or key"
+            )
+        if keyless and not (
+            ("issuer" in entry or "issuer_regex" in entry)
+            and ("identity" in entry or "identity_regex" in entry)
+        ):
+            raise PolicyError(
+                f"{at}: a keyless signer needs both an issuer and an identity (exact or _regex)"
+            )
+        images = entry.get("images", ["*"])
+        signers.append(
+            Signer(
+                images=_strings(images, f"{at}: images"),
+                **{k: str(entry[k]) for k in _SIGNER_KEYS - {"images"} if k in entry},
+            )
+        )
+    return tuple(signers)
+
+
+def load(spec: str | None, builtin_dir: Path) -> Policy:
+    """A built-in policy by name (`default`, `strict`, from `builtin_dir`) or a TOML file by path.
+
+    A file extends a built-in policy (`extends = "strict"`; `default` if not given).
+    """
+    name = spec or "default"
+    if name in BUILTIN:
+        path = builtin_dir / f"{name}.toml"
+        return parse(path.read_text(), f"policies/{name}.toml")
+    path = Path(name)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: no such policy file; built-in policies: {', '.join(BUILTIN)}") from None
+    try:
+        extends = tomllib.loads(text).get("extends", "default")
+    except tomllib.TOMLDecodeError:
+        extends = "default"  # parse() reports the syntax error
+    if extends not in BUILTIN:
+        raise PolicyError(f"{path}: extends = '{extends}'; use one of {', '.join(BUILTIN)}")
+    return parse(text, str(path), load(extends, builtin_dir))
