@@ -14,6 +14,7 @@ from containerlock.image import index_platforms
 from containerlock.lockfile import LockEntry
 from containerlock.platform import Platform
 from containerlock.reference import ImageReference
+from containerlock.registry_errors import explain
 
 
 class RegistryError(RuntimeError):
@@ -29,31 +30,6 @@ class Resolution:
     error: str | None = None
 
 
-def _classify(stderr: str) -> str:
-    text = stderr.lower()
-    for needle, meaning in (
-        ("manifest unknown", "the tag does not exist"),
-        ("name unknown", "the repository does not exist"),
-        ("unauthorized", "the registry refused the credentials (401); run `skopeo login`"),
-        ("authentication required", "the registry wants credentials (401); run `skopeo login`"),
-        ("denied", "access denied (403)"),
-        ("toomanyrequests", "rate-limited by the registry (429); try again later"),
-        ("connection refused", "connection refused: is the registry up?"),
-        ("no such host", "unknown host"),
-        ("timeout", "timed out"),
-        ("500 internal server error", "server error (500)"),
-        ("503 service unavailable", "server unavailable (503)"),
-        (
-            "http response to https client",
-            "the registry speaks plain HTTP: mark it insecure in registries.conf",
-        ),
-    ):
-        if needle in text:
-            return meaning
-    last = stderr.strip().splitlines()
-    return last[-1] if last else "skopeo failed"
-
-
 def skopeo_raw(args: list[str], timeout: float) -> bytes:
     """Run `skopeo <args>` and return stdout bytes; RegistryError with the cause otherwise."""
     try:
@@ -63,7 +39,7 @@ def skopeo_raw(args: list[str], timeout: float) -> bytes:
     except FileNotFoundError:
         raise RegistryError("skopeo is not installed (Debian: apt install skopeo)") from None
     if result.returncode:
-        raise RegistryError(_classify(result.stderr.decode(errors="replace")))
+        raise RegistryError(explain(result.stderr.decode(errors="replace")))
     return result.stdout
 
 

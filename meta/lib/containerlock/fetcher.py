@@ -42,6 +42,10 @@ def store_root(d: Any) -> Path:
     return Path(d.getVar("DL_DIR")) / STORE_DIR
 
 
+def _skopeo(ud: Any, d: Any) -> skopeo.Skopeo:
+    return skopeo.Skopeo(d, ud.image.tagged, ud.image.registry, ud.url)
+
+
 def unpack_dirname(image: ImageReference) -> str:
     """The directory under `${WORKDIR}/container-images` that holds the image's OCI layout."""
     return f"{image.fs_name}@{image.tag}"
@@ -170,7 +174,7 @@ class DockerRegistryFetcher(FetchMethod):
             return store.read(source_digest)
         except FileNotFoundError:
             pass
-        raw = skopeo.inspect_raw(ud.image.by_digest(source_digest), d, store_root(d) / "tmp")
+        raw = _skopeo(ud, d).inspect_raw(ud.image.by_digest(source_digest), store_root(d) / "tmp")
         if sha256_digest(raw) != source_digest:
             raise FetchError(
                 f"the registry returned a manifest that hashes to {sha256_digest(raw)}, "
@@ -182,14 +186,14 @@ class DockerRegistryFetcher(FetchMethod):
 
     def _resolve_tag(self, ud: Any, d: Any) -> str:
         """Resolve the tag once; the manifest bytes are kept, so the digest cannot race."""
-        raw = skopeo.inspect_raw(ud.image.tagged, d, store_root(d) / "tmp")
+        raw = _skopeo(ud, d).inspect_raw(ud.image.tagged, store_root(d) / "tmp")
         digest = sha256_digest(raw)
         self._store(d).put(digest, raw)
         return digest
 
     def _warn_if_tag_moved(self, ud: Any, d: Any) -> None:
         image: ImageReference = ud.image
-        tag_raw = skopeo.inspect_raw(image.tagged, d, store_root(d) / "tmp")
+        tag_raw = _skopeo(ud, d).inspect_raw(image.tagged, store_root(d) / "tmp")
         tag_digest = sha256_digest(tag_raw)
         if tag_digest == image.digest:
             self._store(d).put(tag_digest, tag_raw)  # spares fetching the same bytes by digest
@@ -226,7 +230,7 @@ class DockerRegistryFetcher(FetchMethod):
         layout = Path(tempfile.mkdtemp(dir=tmp, prefix="layout."))
         try:
             progress = SkopeoCopyProgress(d, len(manifest.blobs))
-            skopeo.copy_to_store(ud.image.by_digest(manifest_digest), store.root, layout, d, progress)
+            _skopeo(ud, d).copy_to_store(ud.image.by_digest(manifest_digest), store.root, layout, progress)
         finally:
             shutil.rmtree(layout, ignore_errors=True)
         bad = [b.digest for b in missing if not store.is_valid(b.digest, b.size)]
@@ -333,7 +337,7 @@ class DockerRegistryFetcher(FetchMethod):
         image: ImageReference = ud.image
         source = image.by_digest(image.digest) if image.digest else image.tagged
         check_network_access(d, f"skopeo inspect --raw docker://{source}", ud.url)
-        skopeo.inspect_raw(source, d, store_root(d) / "tmp")
+        _skopeo(ud, d).inspect_raw(source, store_root(d) / "tmp")
         return True
 
     # -- unpack ----------------------------------------------------------------------------

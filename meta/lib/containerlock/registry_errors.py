@@ -1,0 +1,46 @@
+"""What skopeo's error output means, and whether trying again can help (standard library only)."""
+
+from __future__ import annotations
+
+import re
+
+_MEANINGS = (
+    ("manifest unknown", "the tag or digest does not exist in the repository"),
+    ("name unknown", "the repository does not exist"),
+    ("unauthorized", "the registry refused the credentials (401); run `skopeo login`"),
+    ("authentication required", "the registry wants credentials (401); run `skopeo login`"),
+    ("denied", "access denied (403)"),
+    ("toomanyrequests", "rate-limited by the registry (429)"),
+    ("too many requests", "rate-limited by the registry (429)"),
+    ("connection refused", "connection refused: is the registry up?"),
+    ("no such host", "unknown host"),
+    ("connection reset", "the connection was reset"),
+    ("unexpected eof", "the connection closed in the middle of a transfer"),
+    ("timeout", "timed out"),
+    ("500 internal server error", "server error (500)"),
+    ("502 bad gateway", "bad gateway (502)"),
+    ("503 service unavailable", "server unavailable (503)"),
+    ("504 gateway", "gateway timeout (504)"),
+    ("digest did not match", "the registry sent bytes that do not match their digest"),
+    ("http response to https client", "the registry speaks plain HTTP: mark it insecure in registries.conf"),
+)
+_TRANSIENT = re.compile(
+    r"toomanyrequests|too many requests|\b429\b|\b50[0234]\b|connection reset|unexpected eof|timeout"
+    r"|connection refused|broken pipe|temporarily unavailable|digest did not match",
+    re.IGNORECASE,
+)
+
+
+def explain(stderr: str) -> str:
+    """A short cause for skopeo's error output (its last line when nothing better is known)."""
+    text = stderr.lower()
+    for needle, meaning in _MEANINGS:
+        if needle in text:
+            return meaning
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "skopeo failed"
+
+
+def is_transient(stderr: str) -> bool:
+    """Could the same request succeed if tried again (5xx, 429, resets, timeouts, bad bytes)?"""
+    return bool(_TRANSIENT.search(stderr))
