@@ -35,7 +35,7 @@ class Skopeo:
         except ValueError:
             raise FetchError(
                 "CONTAINER_FETCH_RETRIES / CONTAINER_FETCH_RETRY_DELAY must be numbers", self.url
-            )
+            ) from None
         return max(0, retries), max(0.0, delay)
 
     def run(self, args: list[str], what: str, log: Any = None, redirect: Path | None = None) -> None:
