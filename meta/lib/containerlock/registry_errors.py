@@ -31,12 +31,27 @@ _TRANSIENT = re.compile(
 )
 
 
+_STATUS = {
+    "429": "rate-limited by the registry (429)",
+    "500": "server error (500)",
+    "502": "bad gateway (502)",
+    "503": "server unavailable (503)",
+    "504": "gateway timeout (504)",
+    "401": "unauthorized (401)",
+    "403": "access denied (403)",
+    "404": "not found (404)",
+}
+
+
 def explain(stderr: str) -> str:
     """A short cause for skopeo's error output (its last line when nothing better is known)."""
     text = stderr.lower()
     for needle, meaning in _MEANINGS:
         if needle in text:
             return meaning
+    status = re.search(r"status code from registry (\d{3})|\b(\d{3}) \(", stderr)
+    if status and (code := status.group(1) or status.group(2)) in _STATUS:
+        return _STATUS[code]
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "skopeo failed"
 

@@ -47,7 +47,7 @@ class Skopeo:
                 runfetchcmd(cmd, self.d, quiet=True, log=log)
                 return
             except FetchError as err:
-                output = str(err)
+                output = str(err) + (log.output() if hasattr(log, "output") else "")
                 if attempt < retries and is_transient(output):
                     wait = min(MAX_RETRY_DELAY, delay * 2**attempt)
                     logger.warning(
