@@ -275,3 +275,106 @@ def sbom_command(
     else:
         write(text, output)
         err.print(f"wrote {output}")
+
+
+@main.command("verify")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@lockfile_option
+@click.option(
+    "--policy",
+    "-p",
+    "policy_spec",
+    metavar="FILE|default|strict",
+    default="default",
+    show_default=True,
+    help="Policy with [[signers]]; an image no signer applies to is skipped.",
+)
+@click.option(
+    "--trusted-root",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="A private Sigstore deployment's trusted_root.json (default: public Sigstore, via TUF).",
+)
+@click.option("--offline", is_flag=True, help="Use the cached public trust root; do not update it.")
+@click.option("--record", is_flag=True, help="Write verified signers into the lockfile.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds per registry request.")
+@define_option
+@json_option
+def verify_command(
+    paths: tuple[Path, ...],
+    lockfile: Path,
+    policy_spec: str,
+    trusted_root: Path | None,
+    offline: bool,
+    record: bool,
+    timeout: float,
+    defines: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Verify the signatures of every pinned image against the policy's signers.
+
+    cosign v3 bundles (OCI referrers or the sha256-<hex> tag fallback) are verified
+    with sigstore-python; legacy sha256-<hex>.sig signatures with the policy's key.
+    """
+    from . import verify as verifying
+
+    try:
+        policy = load_policy(policy_spec)
+    except PolicyError as error:
+        fail(str(error))
+    found = scan_paths(paths, defines)
+    lock = load_lock(lockfile)
+    policy_dir = Path(policy_spec).parent if Path(policy_spec).is_file() else Path.cwd()
+    verdicts = verifying.verify(found, lock, policy, policy_dir, trusted_root, offline, timeout)
+    written = verifying.record(lockfile, verdicts) if record else False
+    severity = policy.severity("unsigned")
+    failed = [v for v, p in verdicts if v.status(p) == "unsigned" and severity == "error"]
+    errors = [v for v, _ in verdicts if v.error]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "policy": policy.name,
+                    "recorded": written,
+                    "images": [
+                        {
+                            "reference": v.key,
+                            "digest": v.digest,
+                            "status": v.status(p),
+                            "required": list(v.required),
+                            "signed_digests": v.signed_digests,
+                            "error": v.error,
+                            "evidence": [e.__dict__ for e in v.evidence],
+                        }
+                        for v, p in verdicts
+                    ],
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
+    else:
+        table = Table(
+            "reference", "pinned", "status", "signed digest(s)", "detail", title=f"policy '{policy.name}'"
+        )
+        for v, p in verdicts:
+            status = v.status(p)
+            style = {
+                "verified": "green",
+                "unsigned": "red" if severity == "error" else "yellow",
+                "error": "red",
+            }.get(status, "")
+            details = "; ".join(sorted({f"{e.kind} {short(e.digest)}: {e.detail}" for e in v.evidence}))
+            table.add_row(
+                escape(v.key),
+                short(v.digest),
+                f"[{style}]{status}[/]" if style else status,
+                ", ".join(short(d) for d in v.signed_digests) or "-",
+                escape(v.error or details or ("no signature found" if v.required else "")),
+            )
+        out.print(table)
+        if record:
+            out.print(f"{lockfile}: {'written' if written else 'unchanged'}")
+    if errors:
+        sys.exit(EXIT_REGISTRY)
+    if failed:
+        sys.exit(EXIT_CHECK_FAILED)

@@ -35,9 +35,16 @@ class LockEntry:
 
     digest: str
     platforms: Mapping[str, str] = field(default_factory=dict)
+    # Signatures checked by `container-lock verify --record`: digest signed, kind, signer, source.
+    verified: tuple[Mapping[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"digest": self.digest, "platforms": dict(sorted(self.platforms.items()))}
+        doc: dict[str, Any] = {"digest": self.digest, "platforms": dict(sorted(self.platforms.items()))}
+        if self.verified:
+            doc["verified"] = sorted(
+                (dict(sorted(v.items())) for v in self.verified), key=lambda v: json.dumps(v, sort_keys=True)
+            )
+        return doc
 
 
 @dataclass
@@ -90,7 +97,12 @@ def _entry(key: str, raw: Any, where: str) -> LockEntry:
         if not isinstance(value, str):
             raise LockfileError(f"{where}: entry '{key}': platform '{name}' needs a digest string")
         validate_digest(value, f"{where}: entry '{key}' platform '{name}'")
-    return LockEntry(digest, dict(platforms))
+    verified = raw.get("verified", [])
+    if not isinstance(verified, list) or not all(
+        isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) for v in verified
+    ):
+        raise LockfileError(f"{where}: entry '{key}': \"verified\" must be a list of objects of strings")
+    return LockEntry(digest, dict(platforms), tuple(verified))
 
 
 def parse(text: str, where: str) -> Lock:
@@ -172,9 +184,10 @@ def record(path: Path, key: str, digest: str, platform: str | None, manifest: st
 
     def change(lock: Lock) -> None:
         old = lock.entries.get(key)
-        platforms = dict(old.platforms) if old and old.digest == digest else {}
+        same = old is not None and old.digest == digest
+        platforms = dict(old.platforms) if same else {}
         if platform and manifest:
             platforms[platform] = manifest
-        lock.entries[key] = LockEntry(digest, platforms)
+        lock.entries[key] = LockEntry(digest, platforms, old.verified if same else ())
 
     return update(path, change)

@@ -56,6 +56,7 @@ def apply(d: Any) -> None:
         except lockfile.LockfileError as err:
             bb.fatal(f"{d.getVar('FILE')}: CONTAINER_LOCKFILE: {err}")
     changed, violations = False, []
+    require_verified = (d.getVar("CONTAINER_REQUIRE_VERIFIED") or "0") == "1"
     for i, url in enumerate(tokens):
         if not url.startswith("docker://"):
             continue
@@ -76,10 +77,19 @@ def apply(d: Any) -> None:
             changed = True
         if not (ref.digest and ref.tag_given):
             violations.append(url)
+        elif require_verified and not (entry and entry.digest == ref.digest and entry.verified):
+            violations.append(f"{url} (no signature verified at lock time)")
     if changed:
         d.setVar("SRC_URI", " ".join(tokens))
-    if (d.getVar("BB_STRICT_CHECKSUM") or "") == "1":
+    if _enforced(d):
         _note_violations(d, violations)
+
+
+def _enforced(d: Any) -> bool:
+    """Strict mode, or CONTAINER_REQUIRE_VERIFIED: unpinned (or unverified) URLs stop the build."""
+    return (d.getVar("BB_STRICT_CHECKSUM") or "") == "1" or (
+        d.getVar("CONTAINER_REQUIRE_VERIFIED") or ""
+    ) == "1"
 
 
 def _violations_dir(d: Any) -> Path:
@@ -118,7 +128,7 @@ def strict_violations(d: Any) -> list[tuple[str, list[str]]]:
 
 def check_strict(d: Any) -> None:
     """At BuildStarted: fail before any task runs, listing every unpinned URL of every recipe."""
-    if (d.getVar("BB_STRICT_CHECKSUM") or "") != "1":
+    if not _enforced(d):
         return
     found = strict_violations(d)
     if not found:
@@ -126,13 +136,15 @@ def check_strict(d: Any) -> None:
     lines = [f"  {recipe}: {url}" for recipe, urls in found for url in urls]
     path = lockfile_path(d)
     fix = (
-        f"container-lock update <your layers> --lockfile {path}"
+        f"container-lock update <your layers> --lockfile {path} (and `container-lock verify --record`)"
         if path
         else "set CONTAINER_LOCKFILE and run `container-lock update <your layers> --lockfile <file>`"
     )
     bb.fatal(
-        'BB_STRICT_CHECKSUM = "1": these docker:// URLs have no tag or no digest (in the recipe or the '
-        "lockfile):\n" + "\n".join(lines) + f"\nPin them: {fix}, or add ;tag=…;digest=sha256:… in SRC_URI."
+        "BB_STRICT_CHECKSUM / CONTAINER_REQUIRE_VERIFIED: these docker:// URLs have no tag or no digest "
+        "(in the recipe or the lockfile), or no signature verified at lock time:\n"
+        + "\n".join(lines)
+        + f"\nPin them: {fix}, or add ;tag=…;digest=sha256:… in SRC_URI."
     )
 
 

@@ -1,0 +1,100 @@
+"""`container-lock verify`: which pinned images carry signatures the policy requires."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from containerlock import lockfile
+from containerlock.lockfile import Lock, LockEntry
+from containerlock.policy import Policy
+
+from .registry import RegistryError
+from .scan import Found
+from .signatures import Evidence, find_and_verify
+
+
+@dataclass
+class ImageVerdict:
+    """What was found for one pinned reference."""
+
+    key: str
+    digest: str
+    required: tuple[str, ...]
+    evidence: list[Evidence] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def signed_digests(self) -> list[str]:
+        return sorted({e.digest for e in self.evidence if e.verified})
+
+    def status(self, platforms: Sequence[str]) -> str:
+        if self.error:
+            return "error"
+        if not self.required:
+            return "not required"
+        signed = set(self.signed_digests)
+        if self.digest in signed or (platforms and set(platforms) <= signed):
+            return "verified"
+        return "unsigned"
+
+
+def targets(found: Sequence[Found], lock: Lock) -> dict[str, tuple[str, LockEntry | None]]:
+    """Pinned references: recipe digests, else the lock's; without recipes, every lock entry."""
+    pins: dict[str, tuple[str, LockEntry | None]] = {}
+    if not found:
+        return {key: (entry.digest, entry) for key, entry in lock.entries.items()}
+    for f in found:
+        if f.ref is None:
+            continue
+        entry = lock.get(f.ref.tagged)
+        digest = f.ref.digest or (entry.digest if entry else None)
+        if digest:
+            pins[f.ref.tagged] = (digest, entry if entry and entry.digest == digest else None)
+    return dict(sorted(pins.items()))
+
+
+def verify(
+    found: Sequence[Found],
+    lock: Lock,
+    policy: Policy,
+    policy_dir: Path,
+    trusted_root: Path | None,
+    offline: bool,
+    timeout: float = 60.0,
+) -> list[tuple[ImageVerdict, list[str]]]:
+    """A verdict per pinned reference, with the platform digests that were considered."""
+    verdicts = []
+    for key, (digest, entry) in targets(found, lock).items():
+        name = key.rsplit(":", 1)[0]
+        signers = policy.signers_for(name)
+        platforms = sorted(set((entry.platforms if entry else {}).values()) - {digest})
+        verdict = ImageVerdict(key, digest, tuple(s.describe() for s in signers))
+        if signers:
+            try:
+                verdict.evidence = find_and_verify(
+                    name, [digest, *platforms], signers, trusted_root, offline, policy_dir, timeout
+                )
+            except RegistryError as err:
+                verdict.error = f"{key}: {err}"
+        verdicts.append((verdict, platforms))
+    return verdicts
+
+
+def record(path: Path, verdicts: Sequence[tuple[ImageVerdict, list[str]]]) -> bool:
+    """Write which signer signed which digest into the lock entries (`verify --record`)."""
+
+    def change(current: Lock) -> None:
+        for verdict, platforms in verdicts:
+            entry = current.get(verdict.key) or LockEntry(verdict.digest)  # a recipe pin gets an entry
+            if entry.digest != verdict.digest or verdict.status(platforms) != "verified":
+                continue
+            proofs = tuple(
+                {"digest": e.digest, "kind": e.kind, "signer": e.signer or "", "source": e.source}
+                for e in verdict.evidence
+                if e.verified
+            )
+            current.entries[verdict.key] = LockEntry(entry.digest, entry.platforms, proofs)
+
+    return lockfile.update(path, change)
