@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -238,3 +239,79 @@ def test_upstream_isar_recipe_builds_unchanged(build, image_factory) -> None:
     script = (payload(d) / "container-loader.sh").read_text()
     assert "@CONTAINER_ENGINE@:-docker" not in script and "ENGINE:-docker}" in script
     assert "DELETE_AFTER_LOAD:-1}" in script
+
+
+def _shim(tmp_path: Path, podman, body: str) -> dict[str, str]:
+    """An environment whose `podman` is a wrapper script around the test store."""
+    shims = tmp_path / "shim-bin"
+    shims.mkdir(exist_ok=True)
+    (shims / "podman").write_text(f'#!/bin/bash\n{body}\nexec {podman.shims}/podman "$@"\n')
+    (shims / "podman").chmod(0o755)
+    env = podman.env()
+    env["PATH"] = f"{shims}:{env['PATH']}"
+    return env
+
+
+def test_loader_waits_for_the_engine_then_fails_visibly(build, tmp_path, image_factory, podman) -> None:
+    image = image_factory.single_arch("loader/wait", tag="1.0")
+    share = install_deb(build.run(loader_recipe(build, "wait", image), *PACKAGE_TASKS), tmp_path / "target")
+    env = _shim(tmp_path, podman, 'if [ "$1" = info ]; then exit 125; fi')
+    env["CONTAINER_LOADER_ENGINE_WAIT"] = "2"
+    result = subprocess.run(
+        [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 1 and "podman does not answer after 2s; no image loaded" in result.stderr
+    # The engine comes up a moment later: the loader waits for it and loads.
+    flag = tmp_path / "engine-up"
+    env = _shim(tmp_path, podman, f'if [ "$1" = info ] && [ ! -e {flag} ]; then touch {flag}; exit 125; fi')
+    result = subprocess.run(
+        [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert podman.image_id(image.reference) is not None
+
+
+def test_loader_survives_a_full_disk_and_unknown_files(build, tmp_path, image_factory, podman) -> None:
+    images = [image_factory.single_arch(f"loader/disk-{i}", tag="1.0") for i in range(2)]
+    share = install_deb(build.run(loader_recipe(build, "disk", *images), *PACKAGE_TASKS), tmp_path / "target")
+    with (share / "image.list").open("a") as f:
+        f.write("not-there.tar.zst 127.0.0.1:1/ghost:1 sha256:" + "0" * 64 + "\n")
+        f.write("../../etc/passwd 127.0.0.1:1/evil:1 sha256:" + "1" * 64 + "\n")
+        f.write("lonely-file-without-reference\n")
+    env = _shim(
+        tmp_path,
+        podman,
+        'if [ "$1" = load ]; then cat >/dev/null; '
+        'echo "Error: write /var/lib: no space left on device" >&2; exit 125; fi',
+    )
+    result = subprocess.run(
+        [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 1
+    assert "no space left on device" in result.stderr
+    assert "not-there.tar.zst is missing" in result.stderr
+    assert "refusing file name '../../etc/passwd'" in result.stderr
+    assert "has no reference" in result.stderr
+    assert all((share / "images" / f).exists() for f in os.listdir(share / "images"))  # nothing deleted
+    # Space again ("after power loss" the same: a rerun converges): everything real loads.
+    result = run_loader(share, podman)
+    assert result.returncode == 1  # the bogus lines still fail, visibly
+    for image in images:
+        assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
+
+
+def test_loader_rerun_after_power_loss_mid_load(build, tmp_path, image_factory, podman) -> None:
+    images = [image_factory.single_arch(f"loader/power-{i}", tag="1.0") for i in range(2)]
+    share = install_deb(
+        build.run(loader_recipe(build, "power", *images), *PACKAGE_TASKS), tmp_path / "target"
+    )
+    # The first load is cut off half-way (the engine dies with the power).
+    env = _shim(tmp_path, podman, 'if [ "$1" = load ]; then head -c 1000 >/dev/null; kill -9 $$; fi')
+    first = subprocess.run(
+        [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert first.returncode == 1
+    second = run_loader(share, podman)
+    assert second.returncode == 0, second.stderr
+    for image in images:
+        assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
