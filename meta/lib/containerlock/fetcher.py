@@ -227,7 +227,8 @@ class DockerRegistryFetcher(FetchMethod):
         store = self._store(d)
         tmp = store_root(d) / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        layout = Path(tempfile.mkdtemp(dir=tmp, prefix="layout."))
+        _remove_orphans(tmp)
+        layout = Path(tempfile.mkdtemp(dir=tmp, prefix=f"layout.{os.getpid()}."))
         try:
             progress = SkopeoCopyProgress(d, len(manifest.blobs))
             _skopeo(ud, d).copy_to_store(ud.image.by_digest(manifest_digest), store.root, layout, progress)
@@ -387,6 +388,18 @@ class DockerRegistryFetcher(FetchMethod):
             ],
         }
         atomic_write(root / "container-lock.json", canonical_json(facts))
+
+
+def _remove_orphans(tmp: Path) -> None:
+    """Remove scratch files of fetches that were killed (their process is gone)."""
+    for entry in tmp.glob("*.*.*"):
+        pid = entry.name.split(".")[1]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -3,6 +3,7 @@ retried with exponential backoff when the registry's failure is transient."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import tempfile
 import time
@@ -74,7 +75,7 @@ class Skopeo:
         Written to a file, not taken from stdout: the digest is over the exact bytes.
         """
         tmpdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=tmpdir, prefix="manifest.") as out:
+        with tempfile.NamedTemporaryFile(dir=tmpdir, prefix=f"manifest.{os.getpid()}.") as out:
             self.run(["inspect", "--raw", f"docker://{source}"], "manifest lookup", redirect=Path(out.name))
             return Path(out.name).read_bytes()
 
