@@ -55,7 +55,8 @@ def main() -> None:
                 shutil.rmtree(dl_dir, ignore_errors=True)
                 shutil.rmtree(workdir / f"build-after-{trial}", ignore_errors=True)
             print(
-                f"{args.trials} trials (fetch {full:.2f} s, kill at uniform 0..{full:.2f} s): {killed} killed "
+                f"{args.trials} trials (fetch {full:.2f} s, kill at uniform 0..{full:.2f} s): "
+                f"{killed} killed "
                 f"mid-fetch, {finished} finished first; next build failed {failed_after}x; "
                 f"unverifiable blobs found {bad}x"
             )
