@@ -221,9 +221,10 @@ def compressible_files(size_mb: int, seed: int = 1) -> dict[str, bytes]:
 class ImageFactory:
     """Writes OCI layouts under `workdir` and pushes them to `registry_host`."""
 
-    def __init__(self, workdir: Path, registry_host: str) -> None:
+    def __init__(self, workdir: Path, registry_host: str, credentials: tuple[str, str] | None = None) -> None:
         self.workdir = workdir
         self.host = registry_host
+        self.credentials = credentials
         self._cache: dict[tuple, PushedImage] = {}
         self._counter = 0
 
@@ -233,6 +234,8 @@ class ImageFactory:
 
     def _push(self, layout: Layout, repository: str, tag: str, all_platforms: bool) -> None:
         cmd = ["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false"]
+        if self.credentials:
+            cmd.append("--dest-creds=" + ":".join(self.credentials))
         if all_platforms:
             cmd.append("--all")
         cmd += [f"oci:{layout.root}:{tag}", f"docker://{self.host}/{repository}:{tag}"]

@@ -56,8 +56,11 @@ class Registry:
     before the call is counted. Sentinel lines are never reported.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, credentials: tuple[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
+        self.credentials = credentials
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.log_path = workdir / "registry.log"
@@ -72,6 +75,16 @@ class Registry:
             "  delete:\n    enabled: true\n"
             f"http:\n  addr: {self.host}\n"
         )
+        if self.credentials:
+            import bcrypt
+
+            user, password = self.credentials
+            htpasswd = self.workdir / "htpasswd"
+            htpasswd.write_text(
+                f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+            )
+            with config.open("a") as f:
+                f.write(f"auth:\n  htpasswd:\n    realm: tests\n    path: {htpasswd}\n")
         return config
 
     def start(self, timeout: float = 20.0) -> Registry:
@@ -89,6 +102,10 @@ class Registry:
                 with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1) as response:
                     if response.status == 200:
                         return self
+            except urllib.error.HTTPError as err:
+                if err.code == 401 and self.credentials:
+                    return self  # up, and asking for credentials
+                time.sleep(0.05)
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.05)
         tail = self.log_path.read_text(errors="replace")[-2000:]

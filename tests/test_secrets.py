@@ -1,0 +1,92 @@
+"""Registry credentials never leak: not in logs, task files, DL_DIR, the lock, manifests or the SBOM."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+
+import bb.fetch2
+import pytest
+
+from tests.harness.bitbake import BuildDir
+from tests.harness.containers_conf import write_registries_conf
+from tests.harness.images import ImageFactory
+from tests.harness.registry import Registry
+
+USER, PASSWORD = "builder", "s3cr3t-Pa55w0rd-xyz"
+PACKAGE_TASKS = (
+    "do_fetch",
+    "do_unpack",
+    "do_install",
+    "do_install_fetched_containers",
+    "do_deploy_container_manifest",
+)
+
+
+def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
+    with Registry(tmp_path / "private", credentials=(USER, PASSWORD)) as private:
+        image = ImageFactory(tmp_path / "images", private.host, (USER, PASSWORD)).single_arch("secret/app")
+        home = tmp_path / "home"
+        write_registries_conf(home, insecure=[private.host])
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        (home / ".docker").mkdir()
+        (home / ".docker" / "config.json").write_text(json.dumps({"auths": {private.host: {"auth": token}}}))
+        monkeypatch.setenv("HOME", str(home))
+
+        build = BuildDir(tmp_path / "build")
+        lock = tmp_path / "container-lock.json"
+        build.set(
+            DL_DIR=str(tmp_path / "dl"), TMPDIR=str(tmp_path / "build" / "tmp"), CONTAINER_LOCKFILE=str(lock)
+        )
+        url = f"docker://{private.host}/secret/app;tag=1.0"
+        d = build.run(
+            build.write_recipe("secret_1.0", f'inherit podman-loader\nSRC_URI += "{url}"\n'), *PACKAGE_TASKS
+        )
+        sbom = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "audit",
+                "sbom",
+                "--deploy-dir",
+                d.getVar("DEPLOY_DIR"),
+                "--lockfile",
+                str(lock),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        update = subprocess.run(
+            [sys.executable, "-m", "audit", "update", str(build.recipes), "--lockfile", str(lock), "--check"],
+            capture_output=True,
+            text=True,
+        )
+        assert update.returncode == 0, update.stderr  # the CLI authenticates the same way
+
+        # Userinfo in a URL is refused, and the refusal does not repeat the password.
+        bad = f"docker://{USER}:{PASSWORD}@{private.host}/secret/app;tag=1.0"
+        with pytest.raises(bb.fetch2.FetchError) as err:
+            build.run(build.write_recipe("userinfo_1.0", f'SRC_URI = "{bad}"\n'), "do_fetch")
+        assert "auth.json" in str(err.value) and PASSWORD not in str(err.value)
+
+    texts = [
+        sbom,
+        update.stdout,
+        update.stderr,
+        *build.events.messages(0),
+        *build.events.messages(10),
+        *build.events.messages(20),
+        *build.events.messages(30),
+        *build.events.messages(40),
+    ]
+    assert lock.exists() and image.digest in lock.read_text()
+    for root in (tmp_path / "build", tmp_path / "dl", lock):
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for path in (p for p in files if p.parent != build.recipes):  # the test's own recipe has it
+            data = path.read_bytes()
+            assert PASSWORD.encode() not in data and token.encode() not in data, path
+    for text in texts:
+        assert PASSWORD not in text and token not in text
