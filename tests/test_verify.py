@@ -12,8 +12,8 @@ import bb.event
 import pytest
 
 from containerlock import lockfile
-from tests.harness.oci_artifacts import OCI_INDEX, OCI_MANIFEST, attach_bundle, attach_legacy_signature
-from tests.harness.private_sigstore import COSIGN_SIGN_PREDICATE, KeyPairSigner, PrivateSigstore, tamper
+from tests.harness.oci_push import OCI_INDEX, OCI_MANIFEST, attach_bundle, attach_legacy_signature
+from tests.harness.sigstore_fixture import COSIGN_SIGN_PREDICATE, KeyPairSigner, PrivateSigstore, tamper
 
 IDENTITY, ISSUER = "release@team.example", "https://issuer.team.example"
 
