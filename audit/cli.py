@@ -89,6 +89,21 @@ define_option = click.option(
     metavar="NAME=VALUE",
     help="A value for ${NAME} in docker:// URLs (repeatable).",
 )
+
+
+def policy_option(text: str):
+    """The --policy option of `check` and `verify`."""
+    return click.option(
+        "--policy",
+        "-p",
+        "policy_spec",
+        metavar="FILE|default|strict",
+        default="default",
+        show_default=True,
+        help=text,
+    )
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 
 
@@ -179,15 +194,7 @@ def update_command(
 @main.command("check")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @lockfile_option
-@click.option(
-    "--policy",
-    "-p",
-    "policy_spec",
-    metavar="FILE|default|strict",
-    default="default",
-    show_default=True,
-    help="Policy file, or a built-in policy name.",
-)
+@policy_option("Policy file, or a built-in policy name.")
 @define_option
 @json_option
 def check_command(
@@ -280,15 +287,7 @@ def sbom_command(
 @main.command("verify")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @lockfile_option
-@click.option(
-    "--policy",
-    "-p",
-    "policy_spec",
-    metavar="FILE|default|strict",
-    default="default",
-    show_default=True,
-    help="Policy with [[signers]]; an image no signer applies to is skipped.",
-)
+@policy_option("Policy with [[signers]]; an image no signer applies to is skipped.")
 @click.option(
     "--trusted-root",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import build_dir, machine, median_of, pinned_url, registry_with_factory
+from tests.harness.bitbake import PAYLOAD_TASKS
 from tests.harness.podman import Podman
-
-TASKS = ("do_fetch", "do_unpack", "do_install", "do_install_fetched_containers")
 
 
 def main() -> None:
@@ -39,7 +38,7 @@ def main() -> None:
                 rec = build.write_recipe(
                     "bench-load_1.0", f'inherit podman-loader\nSRC_URI += "{pinned_url(image)}"\n'
                 )
-                d = build.run(rec, *TASKS)
+                d = build.run(rec, *PAYLOAD_TASKS)
                 share = Path(d.getVar("D")) / "usr" / "share" / "bench-load"
                 size = sum(p.stat().st_size for p in (share / "images").iterdir())
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import build_dir, machine, median_of, pinned_url, registry_with_factory
+from tests.harness.bitbake import PAYLOAD_TASKS
 
-TASKS = ("do_fetch", "do_unpack", "do_install", "do_install_fetched_containers")
 ZSTD = ["zstd", "-q", "-3", "-T2", "-f"]
 
 
@@ -63,7 +63,7 @@ def main() -> None:
                 )
                 d = build.parse(rec)
                 start = time.perf_counter()
-                build.execute(d, *TASKS)
+                build.execute(d, *PAYLOAD_TASKS)
                 return time.perf_counter() - start
 
             t_bare, t_up, t_ours = (median_of(f, args.runs) for f in (bare, upstream, ours))
@@ -95,14 +95,14 @@ def main() -> None:
                 "bench-level_1.0", f'inherit podman-loader\nSRC_URI += "{pinned_url(image)}"\n'
             )
             before = build.taskhashes(rec)
-            build.run(rec, *TASKS)
+            build.run(rec, *PAYLOAD_TASKS)
             build.set(ZSTD_COMPRESSION_LEVEL="-9")
             after = build.taskhashes(rec)
             changed = [t for t in before if before[t] != after[t]]
             mark = registry.mark()
             d = build.parse(rec)
             start = time.perf_counter()
-            build.execute(d, *TASKS)
+            build.execute(d, *PAYLOAD_TASKS)
             elapsed = time.perf_counter() - start
             print(
                 f"zstd level -3 -> -9: signatures changed for {', '.join(changed)}; rerun of the tasks "

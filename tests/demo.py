@@ -17,22 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.harness.bitbake import PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
+from tests.harness.bitbake import PACKAGE_TASKS, PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.images import ImageFactory
 from tests.harness.podman import RUN_OPTIONS, Podman
 from tests.harness.registry import Registry
 
 DEMO_LAYER = PROJECT_LAYER / "demo"
-PACKAGE_TASKS = (
-    "do_fetch",
-    "do_unpack",
-    "do_install",
-    "do_install_fetched_containers",
-    "do_deploy_container_manifest",
-    "do_prepare_build",
-    "do_dpkg_build",
-)
 
 
 def step(title: str) -> None:

@@ -11,18 +11,9 @@ from pathlib import Path
 import bb
 import pytest
 
-from tests.harness.bitbake import PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
+from tests.harness.bitbake import PACKAGE_TASKS, PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
 from tests.harness.podman import RUN_OPTIONS, Podman
 
-PACKAGE_TASKS = (
-    "do_fetch",
-    "do_unpack",
-    "do_install",
-    "do_install_fetched_containers",
-    "do_deploy_container_manifest",
-    "do_prepare_build",
-    "do_dpkg_build",
-)
 LATER_TASKS = (
     "do_install_fetched_containers",
     "do_deploy_container_manifest",

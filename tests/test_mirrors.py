@@ -14,12 +14,10 @@ import bb.fetch2
 import pytest
 
 from containerlock.store import file_digest
-from tests.harness.bitbake import BuildDir
+from tests.harness.bitbake import PAYLOAD_TASKS, BuildDir
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.images import ImageFactory
 from tests.harness.registry import Registry
-
-PACKAGE_TASKS = ("do_fetch", "do_unpack", "do_install", "do_install_fetched_containers")
 
 
 def pinned(image) -> str:
@@ -57,7 +55,7 @@ def test_mirror_tarballs_rebuild_the_same_payload_offline(
     single = image_factory.single_arch("mirror/single", tag="1.0")
     recipe_text = f'inherit podman-loader\nSRC_URI += "{pinned(multi)} {pinned(single)}"\n'
     first = new_build(tmp_path, "first", BB_GENERATE_MIRROR_TARBALLS="1")
-    d = first.run(first.write_recipe("mirrored_1.0", recipe_text), *PACKAGE_TASKS)
+    d = first.run(first.write_recipe("mirrored_1.0", recipe_text), *PAYLOAD_TASKS)
     expected = payload(d)
     tarballs = sorted(Path(first.local_conf["DL_DIR"]).glob("*.tar"))
     assert len(tarballs) == 2 and not any(":" in t.name for t in tarballs)
@@ -74,7 +72,7 @@ def test_mirror_tarballs_rebuild_the_same_payload_offline(
     offline = new_build(
         tmp_path, "offline", BB_NO_NETWORK="1", PREMIRRORS=f"docker://.*/.* file://{mirror_dir}/"
     )
-    d = offline.run(offline.write_recipe("mirrored_1.0", recipe_text), *PACKAGE_TASKS)
+    d = offline.run(offline.write_recipe("mirrored_1.0", recipe_text), *PAYLOAD_TASKS)
     assert payload(d) == expected
     assert registry.requests(mark) == []
 
@@ -82,7 +80,7 @@ def test_mirror_tarballs_rebuild_the_same_payload_offline(
     for tarball in tarballs:
         shutil.copy(tarball, http_root)
     over_http = new_build(tmp_path, "http", PREMIRRORS=f"docker://.*/.* {url}")
-    d = over_http.run(over_http.write_recipe("mirrored_1.0", recipe_text), *PACKAGE_TASKS)
+    d = over_http.run(over_http.write_recipe("mirrored_1.0", recipe_text), *PAYLOAD_TASKS)
     assert payload(d) == expected
     assert registry.requests(mark) == []
 

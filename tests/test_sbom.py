@@ -12,13 +12,9 @@ import bb.event
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-PACKAGE_TASKS = (
-    "do_fetch",
-    "do_unpack",
-    "do_install",
-    "do_install_fetched_containers",
-    "do_deploy_container_manifest",
-)
+from tests.harness.bitbake import PAYLOAD_TASKS
+
+SBOM_TASKS = (*PAYLOAD_TASKS, "do_deploy_container_manifest")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,9 +45,9 @@ def build_two_packages(build, image_factory):
         "loader-a_1.0", f'inherit podman-loader\nSRC_URI += "{pinned(hello)} {pinned(tool)}"\n'
     )
     build.write_recipe("loader-b_1.0", f'inherit docker-loader\nSRC_URI += "{pinned(hello)}"\n')
-    d = build.run(build.recipes / "loader-a_1.0.bb", *PACKAGE_TASKS)
+    d = build.run(build.recipes / "loader-a_1.0.bb", *SBOM_TASKS)
     build.set(DISTRO_ARCH="arm64")
-    build.run(build.recipes / "loader-b_1.0.bb", *PACKAGE_TASKS)
+    build.run(build.recipes / "loader-b_1.0.bb", *SBOM_TASKS)
     return hello, tool, Path(d.getVar("CONTAINER_LOCK_DEPLOY_DIR"))
 
 

@@ -10,19 +10,14 @@ import sys
 import bb.fetch2
 import pytest
 
-from tests.harness.bitbake import BuildDir
+from tests.harness.bitbake import PAYLOAD_TASKS, BuildDir
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.images import ImageFactory
 from tests.harness.registry import Registry
 
+SBOM_TASKS = (*PAYLOAD_TASKS, "do_deploy_container_manifest")
+
 USER, PASSWORD = "builder", "s3cr3t-Pa55w0rd-xyz"
-PACKAGE_TASKS = (
-    "do_fetch",
-    "do_unpack",
-    "do_install",
-    "do_install_fetched_containers",
-    "do_deploy_container_manifest",
-)
 
 
 def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
@@ -42,7 +37,7 @@ def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
         )
         url = f"docker://{private.host}/secret/app;tag=1.0"
         d = build.run(
-            build.write_recipe("secret_1.0", f'inherit podman-loader\nSRC_URI += "{url}"\n'), *PACKAGE_TASKS
+            build.write_recipe("secret_1.0", f'inherit podman-loader\nSRC_URI += "{url}"\n'), *SBOM_TASKS
         )
         sbom = subprocess.run(
             [
