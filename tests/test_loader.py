@@ -103,6 +103,16 @@ def test_compression_change_reruns_only_packaging_without_downloads(
     assert manifest["images"][0]["compression"] == ("xz" if value == "xz" else "zst")
 
 
+def test_only_the_chosen_algorithms_level_and_the_packaging_code_are_signed(build, image_factory) -> None:
+    image = image_factory.single_arch("loader/levels", tag="1.0")
+    rec = loader_recipe(build, "levels", image)
+    zst = build.taskhashes(rec)["do_install_fetched_containers"]
+    build.set(CONTAINER_XZ_LEVEL="1", CONTAINER_GZIP_LEVEL="1")
+    assert build.taskhashes(rec)["do_install_fetched_containers"] == zst
+    checksums = build.parse(rec).getVarFlag("do_install_fetched_containers", "file-checksums")
+    assert "lib/containerlock/package.py" in checksums
+
+
 def test_thread_count_changes_neither_signature_nor_bytes(build, image_factory) -> None:
     image = image_factory.single_arch("loader/threads", tag="1.0")
     rec = loader_recipe(build, "threads", image)

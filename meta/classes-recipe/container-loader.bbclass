@@ -25,8 +25,10 @@ CONTAINER_COMPRESSION_THREADS[vardepvalue] = "1"
 # Where do_unpack put files: UNPACKDIR on current OE, WORKDIR on Isar.
 CONTAINER_UNPACK_ROOT ?= "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
 
-# The images are built for the target architecture.
+# The images are built for the target architecture; the package may be
+# installed next to the same package of another architecture.
 DPKG_ARCH ?= "${DISTRO_ARCH}"
+DEBIAN_MULTI_ARCH ?= "allowed"
 
 FILESPATH:append = ":${LAYERDIR_container-lock}/files/container-loader"
 SRC_URI += "file://container-loader.sh.in file://container-loader.service.in"
@@ -36,6 +38,10 @@ SRC_URI += "file://container-loader.sh.in file://container-loader.service.in"
 python () {
     import containerlock.package as pkg
     kind = (d.getVar('CONTAINER_COMPRESSION') or 'zst').strip()
+    # Only the level of the chosen algorithm goes into the packaging signature.
+    if d.getVar('CONTAINER_COMPRESSION_LEVEL') is None:
+        level_var = {'zst': 'CONTAINER_ZSTD_LEVEL', 'xz': 'CONTAINER_XZ_LEVEL', 'gz': 'CONTAINER_GZIP_LEVEL'}.get(kind)
+        d.setVar('CONTAINER_COMPRESSION_LEVEL', (d.getVar(level_var) or '') if level_var else '0')
     wanted = (d.getVar('CONTAINER_ENGINE_PACKAGES') or '').split(',')
     wanted.append(pkg.DECOMPRESSOR_PACKAGES.get(kind, ''))
     depends = [p.strip() for p in (d.getVar('DEBIAN_DEPENDS') or '').split(',') if p.strip()]
@@ -64,8 +70,7 @@ python do_install_fetched_containers() {
     unpack_root = Path(d.getVar('CONTAINER_UNPACK_ROOT')) / UNPACK_DIR
     try:
         compression = pkg.parse_compression(
-            d.getVar('CONTAINER_COMPRESSION'), d.getVar('CONTAINER_ZSTD_LEVEL'),
-            d.getVar('CONTAINER_XZ_LEVEL'), d.getVar('CONTAINER_GZIP_LEVEL'),
+            d.getVar('CONTAINER_COMPRESSION'), d.getVar('CONTAINER_COMPRESSION_LEVEL'),
             d.getVar('CONTAINER_COMPRESSION_THREADS'))
         images = [pkg.load_unpacked(unpack_root / unpack_dirname(parse_url(u))) for u in urls]
         settings = pkg.PayloadSettings(
@@ -80,6 +85,10 @@ python do_install_fetched_containers() {
         bb.note(f"packaged {image['reference']}:{image['tag']} ({image['platform']}) as {image['file']}")
 }
 do_install_fetched_containers[cleandirs] = "${D}/usr/share/${BPN}/images ${WORKDIR}/container-lock-tmp"
+# The packaging code is part of the task: a changed layer repackages.
+do_install_fetched_containers[file-checksums] += "\
+    ${LAYERDIR_container-lock}/lib/containerlock/package.py:True \
+    ${LAYERDIR_container-lock}/lib/containerlock/store.py:True"
 addtask install_fetched_containers after do_install before do_prepare_build
 
 python do_deploy_container_manifest() {

@@ -2,4 +2,10 @@
 inherit container-loader
 
 CONTAINER_ENGINE = "docker"
-CONTAINER_ENGINE_PACKAGES ?= "docker.io, apparmor"
+
+# Debian split the docker client out of docker.io after bookworm.
+CONTAINER_DOCKER_PACKAGES ?= "docker-cli, docker.io"
+CONTAINER_DOCKER_PACKAGES:buster = "docker.io"
+CONTAINER_DOCKER_PACKAGES:bullseye = "docker.io"
+CONTAINER_DOCKER_PACKAGES:bookworm = "docker.io"
+CONTAINER_ENGINE_PACKAGES ?= "${CONTAINER_DOCKER_PACKAGES}, apparmor"

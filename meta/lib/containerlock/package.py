@@ -51,19 +51,16 @@ class Compression:
         return ["cat"]
 
 
-def parse_compression(
-    kind: str, zstd_level: str, xz_level: str, gzip_level: str, threads: str
-) -> Compression:
-    """Validate CONTAINER_COMPRESSION and the level variables (Isar writes levels as `-3`)."""
+def parse_compression(kind: str, level: str, threads: str) -> Compression:
+    """Validate CONTAINER_COMPRESSION and its level (Isar writes levels as `-3`, OE as `3`)."""
     kind = (kind or "zst").strip()
     if kind not in COMPRESSIONS:
         raise PackagingError(f"CONTAINER_COMPRESSION = '{kind}' is not one of {', '.join(COMPRESSIONS)}")
-    raw = {"zst": zstd_level, "xz": xz_level, "gz": gzip_level, "none": "0"}[kind]
-    level_text = (raw or "").strip().lstrip("-")
+    level_text = "0" if kind == "none" else (level or "").strip().lstrip("-")
     limits = {"zst": (1, 19), "xz": (0, 9), "gz": (1, 9), "none": (0, 0)}[kind]
     if not level_text.isdigit() or not limits[0] <= int(level_text) <= limits[1]:
         raise PackagingError(
-            f"compression level '{raw}' for {kind} is not a number from {limits[0]} to {limits[1]}"
+            f"compression level '{level}' for {kind} is not a number from {limits[0]} to {limits[1]}"
         )
     try:
         nthreads = max(1, int(threads or "1"))
