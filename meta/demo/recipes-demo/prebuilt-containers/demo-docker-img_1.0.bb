@@ -1,5 +1,7 @@
-SUMMARY = "container-lock demo: a multi-arch image, pinned, loaded into docker on first boot"
-DESCRIPTION = "Packages demo/hello (tag and digest pinned) for the target's architecture."
+SUMMARY = "container-lock demo: pinned multi-arch image for docker"
+DESCRIPTION = "Packages the demo/hello image, pinned by tag and digest, for the target architecture; the docker loader loads it on first boot."
+HOMEPAGE = "https://example.invalid/container-lock"
+SECTION = "admin"
 LICENSE = "MIT"
 MAINTAINER = "container-lock demo <demo@example.invalid>"
 

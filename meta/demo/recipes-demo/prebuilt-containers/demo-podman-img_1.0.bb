@@ -1,5 +1,7 @@
-SUMMARY = "container-lock demo: an unpinned image, loaded into podman on first boot"
-DESCRIPTION = "Packages demo/tool by tag only: the build warns and prints the digest to pin."
+SUMMARY = "container-lock demo: unpinned image for podman"
+DESCRIPTION = "Packages the demo/tool image by tag only, so the build warns and prints the digest to pin; the podman loader loads it on first boot."
+HOMEPAGE = "https://example.invalid/container-lock"
+SECTION = "admin"
 LICENSE = "MIT"
 MAINTAINER = "container-lock demo <demo@example.invalid>"
 
