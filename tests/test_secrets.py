@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 
@@ -60,6 +61,29 @@ def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
             text=True,
         )
         assert update.returncode == 0, update.stderr  # the CLI authenticates the same way
+
+        # Without the credentials: a clear per-image 401 error, exit status 3.
+        anonymous = tmp_path / "anonymous"
+        write_registries_conf(anonymous, insecure=[private.host])
+        denied = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "audit",
+                "update",
+                str(build.recipes),
+                "--lockfile",
+                str(tmp_path / "other.json"),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": str(anonymous)},
+        )
+        assert (
+            denied.returncode == 3
+            and "(401)" in denied.stderr
+            and f"{private.host}/secret/app:1.0" in denied.stderr
+        )
 
         # Userinfo in a URL is refused, and the refusal does not repeat the password.
         bad = f"docker://{USER}:{PASSWORD}@{private.host}/secret/app;tag=1.0"
