@@ -48,9 +48,10 @@ class Evidence:
     source: str  # bundle/signature manifest digest
 
 
-def _manifest(name: str, reference: str, timeout: float) -> dict | None:
+def _manifest(name: str, reference: str, timeout: float) -> bytes | None:
+    """The raw manifest bytes of `name` + `reference`, or None if there is none."""
     try:
-        return json.loads(skopeo_raw(["inspect", "--raw", f"docker://{name}{reference}"], timeout))
+        return skopeo_raw(["inspect", "--raw", f"docker://{name}{reference}"], timeout)
     except RegistryError as err:
         if "does not exist" in str(err):
             return None
@@ -90,17 +91,15 @@ def bundle_descriptors(name: str, digest: str, timeout: float) -> list[dict]:
     found = _referrers_api(name, digest)
     if found is None:
         index = _manifest(name, ":" + digest.replace(":", "-"), timeout)
-        found = index.get("manifests", []) if index else []
+        found = json.loads(index).get("manifests", []) if index else []
     return [m for m in found if m.get("artifactType") == BUNDLE_MEDIA_TYPE]
 
 
-def _layers(name: str, manifest_digest: str, timeout: float) -> dict[str, bytes]:
-    """The layer blobs of an artifact, by digest (via `skopeo copy … dir:`)."""
+def _layers(name: str, reference: str, timeout: float) -> dict[str, bytes]:
+    """The layer blobs of `name` + `reference` (`@digest` or `:tag`), by digest, via `skopeo copy … dir:`."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "artifact"
-        skopeo_raw(
-            ["copy", "--preserve-digests", f"docker://{name}@{manifest_digest}", f"dir:{out}"], timeout
-        )
+        skopeo_raw(["copy", "--preserve-digests", f"docker://{name}{reference}", f"dir:{out}"], timeout)
         manifest = json.loads((out / "manifest.json").read_text())
         return {
             layer["digest"]: (out / layer["digest"].split(":", 1)[1]).read_bytes()
@@ -201,7 +200,7 @@ def find_and_verify(
     found: list[Evidence] = []
     for digest in digests:
         for descriptor in bundle_descriptors(name, digest, timeout):
-            layers = _layers(name, descriptor["digest"], timeout)
+            layers = _layers(name, "@" + descriptor["digest"], timeout)
             for blob in layers.values():
                 if not blob.lstrip().startswith(b"{"):
                     continue
@@ -211,17 +210,11 @@ def find_and_verify(
                         digest, "bundle", ok, signer, detail, "sha256:" + hashlib.sha256(blob).hexdigest()
                     )
                 )
-        legacy = _manifest(name, ":" + digest.replace(":", "-") + ".sig", timeout)
+        sig_tag = ":" + digest.replace(":", "-") + ".sig"
+        legacy = _manifest(name, sig_tag, timeout)
         if legacy is not None:
-            sig_digest = "sha256:" + hashlib.sha256(json.dumps(legacy).encode()).hexdigest()
-            layers = _sig_layers(name, digest, timeout)
-            ok, signer, detail = check_legacy(layers, legacy, name, digest, signers, policy_dir)
+            sig_digest = "sha256:" + hashlib.sha256(legacy).hexdigest()  # over the registry's bytes
+            layers = _layers(name, sig_tag, timeout)
+            ok, signer, detail = check_legacy(layers, json.loads(legacy), name, digest, signers, policy_dir)
             found.append(Evidence(digest, "legacy", ok, signer, detail, sig_digest))
     return found
-
-
-def _sig_layers(name: str, digest: str, timeout: float) -> dict[str, bytes]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "sig"
-        skopeo_raw(["copy", f"docker://{name}:{digest.replace(':', '-')}.sig", f"dir:{out}"], timeout)
-        return {f"sha256:{p.name}": p.read_bytes() for p in out.iterdir() if len(p.name) == 64}

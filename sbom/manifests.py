@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MANIFEST_VERSION = 1
+from containerlock.package import MANIFEST_VERSION
 
 
 class ManifestError(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -146,8 +147,4 @@ class BlobStore:
 
     def put(self, digest: str, data: bytes) -> None:
         """Store bytes that hash to `digest` (checked), atomically."""
-        actual = sha256_digest(data)
-        if actual != digest:
-            raise ValueError(f"content hashes to {actual}, not {digest}")
-        if not self.is_valid(digest, len(data)):
-            atomic_write(self.path(digest), data)
+        self.put_stream(digest, io.BytesIO(data))
