@@ -32,12 +32,14 @@ def step(title: str) -> None:
 
 def quietly(action, *args):
     """Run `action`, keeping skopeo's per-blob chatter off the terminal."""
+    sys.stdout.flush()  # what was printed so far must not end up in /dev/null
     with open(os.devnull, "w") as devnull:
         saved = os.dup(1)
         os.dup2(devnull.fileno(), 1)
         try:
             return action(*args)
         finally:
+            sys.stdout.flush()
             os.dup2(saved, 1)
             os.close(saved)
 

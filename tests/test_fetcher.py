@@ -342,3 +342,43 @@ def test_fetch_signature_follows_the_digest(build, image_factory) -> None:
     assert (
         build.basehashes(recipe(build, "sig", docker_url(new, new.digest)))["do_fetch"] == second["do_fetch"]
     )
+
+
+def test_isar_cross_build_takes_the_device_platform_and_logs_why(build, image_factory) -> None:
+    """Isar rewrites PACKAGE_ARCH to the build host's for DPKG_ARCH = "all": DISTRO_ARCH decides."""
+    image = image_factory.multi_arch("fetch/multi", tag="1.0")
+    build.set(DISTRO_ARCH="armhf")
+    url = docker_url(image, image.digest)
+    d = build.run(recipe(build, "cross", url, extra='PACKAGE_ARCH = "amd64"'), "do_fetch", "do_unpack")
+    assert d.getVar("PACKAGE_ARCH") == "amd64"
+    facts = unpacked(d, url)
+    assert (facts["platform"], facts["config"]) == (
+        "linux/arm/v7",
+        image.platforms["linux/arm/v7"].config_digest,
+    )
+    notes = build.events.messages(logging.INFO)
+    assert any("platform linux/arm/v7 (DISTRO_ARCH = armhf; PACKAGE_ARCH = amd64" in m for m in notes)
+
+
+def test_wrong_platform_is_refused_on_every_try_and_every_path(build, registry, image_factory) -> None:
+    """An amd64-only image pinned in an armhf recipe: refused again once its blobs are in DL_DIR."""
+    image = image_factory.single_arch("fetch/amd64-only", tag="1.0")
+    url = docker_url(image, image.digest)
+    arm = recipe(build, "armonly", url, extra='DISTRO_ARCH = "armhf"')
+    amd = recipe(build, "amdonly", url)
+    refused = "built for linux/amd64, but this recipe needs linux/arm/v7"
+    for attempt in ("first", "second"):
+        build.events.clear()
+        with pytest.raises(bb.fetch2.FetchError):
+            build.run(arm, "do_fetch")
+        assert any(refused in m for m in build.events.messages(logging.ERROR)), attempt
+    build.run(amd, "do_fetch")  # the same digest, fetched by an amd64 recipe: now all of it is stored
+    mark = registry.mark()
+    for task in ("do_fetch", "do_unpack"):
+        build.events.clear()
+        with pytest.raises(bb.fetch2.FetchError) as err:
+            build.run(arm, task)
+        assert any(refused in m for m in [str(err.value), *build.events.messages(logging.ERROR)]), task
+    assert registry.requests(mark) == []  # refused from the store, without asking the registry
+    records = list((Path(build.local_conf["DL_DIR"]) / "containers" / "images").rglob("*.json"))
+    assert [json.loads(p.read_text())["platform"] for p in records] == ["linux/amd64"]

@@ -178,7 +178,7 @@ def test_strict_build_lists_every_unpinned_url_before_any_request(build, registr
     for rec in recipes:
         d = build.parse(rec)  # parsing is fine; the build stops as it starts
     with pytest.raises(bb.BBHandledException):
-        bb.event.fire(bb.event.BuildStarted("strict", ["image"]), d)
+        build.start_build(d, *recipes)
     message = build.events.messages(logging.CRITICAL)[-1]
     assert "strict-a_1.0.bb: docker://reg.example:5000/a;tag=1" in message
     assert f"strict-b_1.0.bb: docker://reg.example:5000/b;digest={D1}" in message
@@ -190,7 +190,27 @@ def test_strict_build_lists_every_unpinned_url_before_any_request(build, registr
     build.write_recipe("strict-b_1.0", f'SRC_URI = "docker://reg.example:5000/b;tag=1;digest={D1}"\n')
     for rec in recipes:
         d = build.parse(rec)
-    bb.event.fire(bb.event.BuildStarted("strict", ["image"]), d)
+    build.start_build(d, *recipes)
+
+
+def test_strict_judges_only_the_recipes_this_build_fetches(build, registry, image_factory) -> None:
+    """An unpinned recipe that is parsed but not built (meta-isar's prebuilt-podman-img) stops nothing."""
+    pinned = image_factory.single_arch("lock/strict-ok", tag="1.0")
+    build.set(BB_STRICT_CHECKSUM="1")
+    unbuilt = build.write_recipe(
+        "unbuilt_1.0", 'SRC_URI = "docker://quay.example/libpod/alpine;tag=latest"\n'
+    )
+    wanted = build.write_recipe("wanted_1.0", f'SRC_URI = "{url(pinned, digest=True)}"\n')
+    build.parse(unbuilt)
+    d = build.parse(wanted)
+    build.start_build(d, wanted)  # no exception: the unpinned recipe is not part of this build
+    assert not build.events.messages(logging.CRITICAL)
+    with pytest.raises(bb.BBHandledException):
+        build.start_build(d, wanted, unbuilt)
+    assert (
+        "unbuilt_1.0.bb: docker://quay.example/libpod/alpine;tag=latest"
+        in build.events.messages(logging.CRITICAL)[-1]
+    )
 
 
 def _fetch_unpinned(topdir: str, dl_dir: str, lock: str, url: str, queue) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from containerlock.platform import Platform, PlatformError, platform_for, select_descriptor
+from containerlock.platform import BuildArches, Platform, PlatformError, choose_platform, select_descriptor
 from containerlock.reference import InvalidReference, parse_url, redact
 
 DIGEST = "sha256:" + "ab" * 32
@@ -87,18 +87,44 @@ def test_redact_hides_userinfo() -> None:
     ],
 )
 def test_platform_from_package_arch(package_arch: str, expected: str) -> None:
-    assert str(platform_for(package_arch, None, None)) == expected
+    assert str(choose_platform(BuildArches(package_arch=package_arch)).platform) == expected
+
+
+def test_isar_takes_the_device_arch_not_the_arch_all_rewrite() -> None:
+    """Isar sets PACKAGE_ARCH to the build host's arch for DPKG_ARCH = "all" in cross builds."""
+    choice = choose_platform(BuildArches(package_arch="amd64", distro_arch="armhf", pn="app"))
+    assert str(choice.platform) == "linux/arm/v7"
+    assert "DISTRO_ARCH = armhf" in choice.reason and "PACKAGE_ARCH = amd64" in choice.reason
+
+
+@pytest.mark.parametrize(("pn", "expected"), [("app-compat", "linux/arm/v7"), ("app-native", "linux/amd64")])
+def test_isar_compat_and_native_variants_keep_their_package_arch(pn: str, expected: str) -> None:
+    package_arch = "armhf" if pn.endswith("-compat") else "amd64"
+    choice = choose_platform(BuildArches(package_arch=package_arch, distro_arch="arm64", pn=pn))
+    assert str(choice.platform) == expected
+    assert f"PACKAGE_ARCH = {package_arch} of {pn}" == choice.reason
 
 
 def test_platform_override_and_oe_target_arch() -> None:
-    assert str(platform_for("all", None, "linux/arm/v5")) == "linux/arm/v5"
-    assert str(platform_for("cortexa57", "aarch64", None)) == "linux/arm64"
+    override = BuildArches(package_arch="all", distro_arch="amd64", override="linux/arm/v5")
+    assert str(choose_platform(override).platform) == "linux/arm/v5"
+    oe = choose_platform(BuildArches(package_arch="cortexa57", target_arch="aarch64"))
+    assert (str(oe.platform), oe.reason) == ("linux/arm64", "TARGET_ARCH = aarch64")
 
 
-@pytest.mark.parametrize("package_arch", ["all", "sparc", None])
-def test_unknown_arch_is_an_error_not_amd64(package_arch: str | None) -> None:
+@pytest.mark.parametrize(
+    "arches",
+    [
+        BuildArches(package_arch="all"),
+        BuildArches(package_arch="sparc"),
+        BuildArches(),
+        BuildArches(package_arch="amd64", distro_arch="all"),  # Isar: DISTRO_ARCH decides
+        BuildArches(package_arch="amd64", distro_arch="sparc"),
+    ],
+)
+def test_unknown_arch_is_an_error_not_amd64(arches: BuildArches) -> None:
     with pytest.raises(PlatformError, match="CONTAINER_PLATFORM"):
-        platform_for(package_arch, None, None)
+        choose_platform(arches)
 
 
 def test_arm64_matches_with_or_without_v8_variant() -> None:

@@ -184,11 +184,12 @@ def test_offline_build_can_require_verified_pins(signed_world, build) -> None:
     build.set(CONTAINER_LOCKFILE=str(signed_world["lock"]), CONTAINER_REQUIRE_VERIFIED="1")
     for name in ("good", "missing"):
         build.write_recipe(f"req-{name}_1.0", f'SRC_URI = "docker://{host}/verify/{name};tag=1.0"\n')
+    recipes = [build.recipes / f"req-{name}_1.0.bb" for name in ("good", "missing")]
     d = None
-    for name in ("good", "missing"):
-        d = build.parse(build.recipes / f"req-{name}_1.0.bb")
+    for recipe in recipes:
+        d = build.parse(recipe)
     with pytest.raises(bb.BBHandledException):
-        bb.event.fire(bb.event.BuildStarted("verified", ["image"]), d)
+        build.start_build(d, *recipes)
     message = build.events.messages(logging.CRITICAL)[-1]
     assert "verify/missing;tag=1.0" in message and "no signature verified at lock time" in message
     assert "req-good" not in message

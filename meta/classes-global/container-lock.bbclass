@@ -5,8 +5,24 @@
 #   lockfile is a parse dependency.
 # - MissingChecksumEvent: the digest a tag resolved to is recorded in the lock.
 # - BB_STRICT_CHECKSUM = "1": the build stops before any task if any docker://
-#   URL lacks a tag or a digest, listing all of them.
+#   URL that this build fetches lacks a tag or a digest, listing all of them.
 # See docs/lock.md.
+
+# The layer's Python library, on every BitBake release the layer supports:
+# `addpylib` does not exist before bitbake 2.4 (Isar v0.10 has 2.0), so the
+# library is put on sys.path here, while the configuration is parsed, in every
+# BitBake process (cooker, parsers, workers). Importing `containerlock`
+# registers the docker:// fetcher ahead of any other `docker` fetcher.
+def container_lock_import(d):
+    import sys
+    lib = os.path.join(d.getVar('LAYERDIR_container-lock'), 'lib')
+    if lib not in sys.path:
+        sys.path.insert(0, lib)
+    import containerlock
+    return lib
+
+CONTAINER_LOCK_LIB := "${@container_lock_import(d)}"
+CONTAINER_LOCK_LIB[vardepvalue] = ""
 
 # Path of the lockfile (relative paths are relative to TOPDIR). Unset: no lock.
 CONTAINER_LOCKFILE ??= ""
@@ -30,11 +46,12 @@ python container_lock_record() {
     containerlock.recipe_lock.record_event(e, d)
 }
 
+# Fired once the build's task graph is known, before any task runs.
 addhandler container_lock_strict
-container_lock_strict[eventmask] = "bb.event.BuildStarted"
+container_lock_strict[eventmask] = "bb.event.DepTreeGenerated"
 python container_lock_strict() {
     import containerlock.recipe_lock
-    containerlock.recipe_lock.check_strict(e.data)
+    containerlock.recipe_lock.check_strict(e.data, e._depgraph)
 }
 
 addhandler container_lock_sbom

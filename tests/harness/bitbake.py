@@ -160,6 +160,20 @@ class BuildDir:
             hashes[task] = siggen.get_taskhash(tid, deps, {"": cache})
         return hashes
 
+    def start_build(self, d: Any, *recipes: Path) -> None:
+        """Fire DepTreeGenerated as BitBake's runqueue does before the first task runs.
+
+        The graph has the shape of `bb.cooker.buildDependTree`'s, limited to what
+        container-lock reads: each recipe's file name and its do_fetch task. Real
+        runqueues (real Isar/OE builds) are exercised by the test_isar_*/test_oe_* tiers.
+        """
+        graph: dict[str, dict[str, Any]] = {"pn": {}, "tdepends": {}}
+        for recipe in recipes:
+            pn = recipe.stem.split("_")[0]
+            graph["pn"][pn] = {"filename": str(recipe)}
+            graph["tdepends"][f"{pn}.do_fetch"] = []
+        bb.event.fire(bb.event.DepTreeGenerated(graph), d)
+
     # -- running ---------------------------------------------------------------------------
 
     def run(self, recipe: Path, *tasks: str) -> Any:

@@ -22,8 +22,8 @@ from bb.fetch2 import (
 
 from . import manifest as mf
 from . import mirror, policy, skopeo
-from .image import ResolvedImage, blobs_valid, check_config_platform, platform_manifest_digest, resolve
-from .platform import Platform, PlatformError, platform_for
+from .image import ResolvedImage, blobs_valid, platform_manifest_digest, resolve
+from .platform import BuildArches, Platform, PlatformError, choose_platform
 from .progress import SkopeoCopyProgress
 from .reference import ImageReference, InvalidReference, parse_url, redact
 from .store import BlobStore, atomic_write, canonical_json, sha256_digest
@@ -64,11 +64,18 @@ class DockerRegistryFetcher(FetchMethod):
     def urldata_init(self, ud: Any, d: Any) -> None:
         try:
             ud.image = parse_url(d.expand(ud.url))
-            ud.platform = platform_for(
-                d.getVar("PACKAGE_ARCH"), d.getVar("TARGET_ARCH"), d.getVar("CONTAINER_PLATFORM")
+            choice = choose_platform(
+                BuildArches(
+                    package_arch=d.getVar("PACKAGE_ARCH"),
+                    distro_arch=d.getVar("DISTRO_ARCH"),
+                    target_arch=d.getVar("TARGET_ARCH"),
+                    pn=d.getVar("PN") or "",
+                    override=d.getVar("CONTAINER_PLATFORM"),
+                )
             )
         except (InvalidReference, PlatformError) as err:
             raise FetchError(str(err), redact(ud.url)) from None
+        ud.platform, ud.platform_reason = choice.platform, choice.reason
         image: ImageReference = ud.image
         ud.mirrortarballs = [mirror.tarball_name(image, ud.platform)]
         if image.digest:
@@ -89,12 +96,23 @@ class DockerRegistryFetcher(FetchMethod):
         return record if record.get("version") == RECORD_VERSION else None
 
     def _stored_image(self, d: Any, digest: str, platform: Platform) -> ResolvedImage | None:
-        """The image `digest` for `platform`, if the store holds all of it intact (it is verified)."""
+        """The image `digest` for `platform`, if the store holds all of it intact (it is verified).
+
+        PlatformError if the store holds the image but it is not built for `platform`:
+        the check holds however the image came into DL_DIR.
+        """
         try:
             image = resolve(self._store(d), digest, platform)
-        except (FileNotFoundError, mf.ManifestError, PlatformError):
+        except (FileNotFoundError, mf.ManifestError):
             return None
         return image if blobs_valid(self._store(d), image) else None
+
+    def _usable_image(self, ud: Any, d: Any) -> ResolvedImage | None:
+        """`_local_image`, with a stored image of the wrong platform counted as absent."""
+        try:
+            return self._local_image(ud, d)
+        except PlatformError:
+            return None  # download() or unpack() reports it
 
     def _local_image(self, ud: Any, d: Any) -> ResolvedImage | None:
         """The URL's image from DL_DIR (pinned: by its digest; a tag: as last resolved), or None."""
@@ -135,7 +153,7 @@ class DockerRegistryFetcher(FetchMethod):
         self._enforce_policy(ud, d)
         if not ud.image.digest and _strictness(d) == "1":
             return True  # download() reports it, before any network access
-        if self._local_image(ud, d) is None:
+        if self._usable_image(ud, d) is None:
             return True
         if self._generate_mirror(d) and not self._mirror_path(ud, d).exists():
             return True  # download() finds the image stored; build_mirror_data() writes the tarball
@@ -143,7 +161,7 @@ class DockerRegistryFetcher(FetchMethod):
         return not ud.image.digest and not bb.utils.to_boolean(d.getVar("BB_NO_NETWORK"))
 
     def done(self, ud: Any, d: Any) -> bool:
-        return self._local_image(ud, d) is not None
+        return self._usable_image(ud, d) is not None
 
     def clean(self, ud: Any, d: Any) -> None:
         # Blobs are shared with other images; only this URL's record goes.
@@ -242,13 +260,17 @@ class DockerRegistryFetcher(FetchMethod):
         self._check_strict(ud, d)
         self._enforce_policy(ud, d)
         image: ImageReference = ud.image
-        if image.digest:
-            stored = self._stored_image(d, image.digest, ud.platform)
-            if stored is not None:  # pulled before, e.g. through another tag or recipe
-                self._write_record(ud, stored)
+        logger.info("%s: platform %s (%s)", redact(ud.url), ud.platform, ud.platform_reason)
+        try:
+            if image.digest:
+                stored = self._stored_image(d, image.digest, ud.platform)
+                if stored is not None:  # pulled before, e.g. through another tag or recipe
+                    self._write_record(ud, stored)
+                    return
+            if self._import_mirror_tarball(ud, d):
                 return
-        if self._import_mirror_tarball(ud, d):
-            return
+        except PlatformError as err:
+            raise FetchError(f"{image.tagged} ({image.digest}): {err}", ud.url) from None
         check_network_access(d, f"skopeo inspect --raw docker://{image.tagged}", ud.url)
         if image.digest:
             digest = image.digest
@@ -270,8 +292,6 @@ class DockerRegistryFetcher(FetchMethod):
             raw = top if manifest_digest == digest else self._manifest_bytes(manifest_digest, ud, d)
             self._pull_blobs(ud, d, manifest_digest, mf.image_manifest(mf.load(raw)))
             resolved = resolve(self._store(d), digest, ud.platform)
-            if manifest_digest == digest:
-                check_config_platform(self._store(d), resolved)
         except (mf.ManifestError, PlatformError) as err:
             raise FetchError(f"{image.tagged} ({digest}): {err}", ud.url) from None
         self._write_record(ud, resolved)
@@ -305,7 +325,7 @@ class DockerRegistryFetcher(FetchMethod):
         path = self._mirror_path(ud, d)
         if not self._generate_mirror(d) or path.exists():
             return
-        image = self._local_image(ud, d)
+        image = self._usable_image(ud, d)
         if image is not None:
             mirror.write(path, ud.image, image, self._store(d))
             logger.info("wrote mirror tarball %s", path.name)
@@ -344,7 +364,10 @@ class DockerRegistryFetcher(FetchMethod):
     # -- unpack ----------------------------------------------------------------------------
 
     def unpack(self, ud: Any, rootdir: str, d: Any) -> None:
-        image = self._local_image(ud, d)
+        try:
+            image = self._local_image(ud, d)
+        except PlatformError as err:
+            raise FetchError(f"{ud.image.tagged}: {err}", ud.url) from None
         if image is None:
             raise FetchError(
                 "the image is missing or corrupt in DL_DIR (every blob is verified); run do_fetch again",

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from . import manifest as mf
-from .platform import Platform, PlatformError, select_descriptor
+from .platform import Platform, PlatformError, config_matches, select_descriptor
 from .store import BlobStore
 
 
@@ -46,15 +46,19 @@ def index_platforms(doc: dict) -> dict[str, str]:
 
 
 def resolve(store: BlobStore, digest: str, platform: Platform) -> ResolvedImage:
-    """Read (and verify) the manifests for `digest` from the store.
+    """Read (and verify) the manifests and config for `digest` from the store.
 
-    FileNotFoundError if a manifest is missing or corrupt.
+    FileNotFoundError if a manifest or the config is missing or corrupt;
+    PlatformError if the image is not built for `platform`, whichever way it
+    came into the store (an index entry or a single-platform manifest).
     """
     top = store.read(digest)
     mdigest = platform_manifest_digest(top, digest, platform)
     raw = top if mdigest == digest else store.read(mdigest)
     parsed = mf.image_manifest(mf.load(raw))
-    return ResolvedImage(digest, platform, mdigest, parsed.media_type, len(raw), parsed)
+    image = ResolvedImage(digest, platform, mdigest, parsed.media_type, len(raw), parsed)
+    _check_config_platform(store, image)
+    return image
 
 
 def blobs_valid(store: BlobStore, image: ResolvedImage) -> bool:
@@ -62,13 +66,16 @@ def blobs_valid(store: BlobStore, image: ResolvedImage) -> bool:
     return all([store.is_valid(b.digest, b.size) for b in image.manifest.blobs])
 
 
-def check_config_platform(store: BlobStore, image: ResolvedImage) -> None:
-    """A single-platform image must be built for the platform the recipe needs."""
-    config = json.loads(store.read(image.manifest.config.digest))
-    wanted = image.platform
-    if config.get("os") != wanted.os or config.get("architecture") != wanted.architecture:
+def _check_config_platform(store: BlobStore, image: ResolvedImage) -> None:
+    """The image's config must say it is built for the platform the recipe needs."""
+    try:
+        config = json.loads(store.read(image.manifest.config.digest))
+    except ValueError as err:
+        raise mf.ManifestError(f"config {image.manifest.config.digest} is not JSON: {err}") from None
+    if not isinstance(config, dict) or not config_matches(config, image.platform):
+        config = config if isinstance(config, dict) else {}
         built = Platform(str(config.get("os")), str(config.get("architecture")), config.get("variant"))
         raise PlatformError(
-            f"image {image.digest} is built for {built}, but this recipe needs {wanted}; "
+            f"image {image.digest} is built for {built}, but this recipe needs {image.platform}; "
             "pin the multi-arch index digest instead, or set CONTAINER_PLATFORM"
         )

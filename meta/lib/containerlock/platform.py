@@ -73,24 +73,71 @@ OE_TARGET_ARCHES: Mapping[str, Platform] = {
 }
 
 
-def platform_for(package_arch: str | None, target_arch: str | None, override: str | None) -> Platform:
-    """The platform to pull for a recipe.
+@dataclass(frozen=True)
+class BuildArches:
+    """The variables of a recipe that say which architecture it builds for."""
 
-    `override` (CONTAINER_PLATFORM) wins; then the Debian architecture in
-    PACKAGE_ARCH (Isar); then OE's TARGET_ARCH. `all` and unknown names are an
-    error: silently pulling amd64 for another target would be wrong.
+    package_arch: str | None = None
+    distro_arch: str | None = None  # Isar only
+    target_arch: str | None = None  # OpenEmbedded
+    pn: str = ""
+    override: str | None = None  # CONTAINER_PLATFORM
+
+
+@dataclass(frozen=True)
+class PlatformChoice:
+    """The platform to pull, and why (for the fetch log)."""
+
+    platform: Platform
+    reason: str
+
+
+# Isar gives these variants PACKAGE_ARCH deliberately (COMPAT_DISTRO_ARCH, the build host).
+_ISAR_ARCH_VARIANTS = ("-compat", "-native")
+
+
+def choose_platform(arches: BuildArches) -> PlatformChoice:
+    """The platform to pull for a recipe, with the reason.
+
+    CONTAINER_PLATFORM wins. In Isar (DISTRO_ARCH set) the device's DISTRO_ARCH
+    decides: Isar sets PACKAGE_ARCH to the build host's architecture for
+    `DPKG_ARCH = "all"` recipes in cross builds, so PACKAGE_ARCH counts only for
+    `-compat`/`-native` variants. Elsewhere a Debian PACKAGE_ARCH, then OE's
+    TARGET_ARCH. `all` and unknown names are an error: silently pulling amd64
+    for another target would be wrong.
     """
-    if override:
-        return Platform.parse(override)
-    if package_arch in DEBIAN_ARCHES:
-        return DEBIAN_ARCHES[package_arch]
-    if target_arch in OE_TARGET_ARCHES:
-        return OE_TARGET_ARCHES[target_arch]
+    if arches.override:
+        return PlatformChoice(Platform.parse(arches.override), f"CONTAINER_PLATFORM = {arches.override}")
+    package, distro = arches.package_arch, arches.distro_arch
+    if distro:
+        if arches.pn.endswith(_ISAR_ARCH_VARIANTS) and package in DEBIAN_ARCHES:
+            return PlatformChoice(DEBIAN_ARCHES[package], f"PACKAGE_ARCH = {package} of {arches.pn}")
+        if distro in DEBIAN_ARCHES:
+            why = f"DISTRO_ARCH = {distro}"
+            if package and package != distro:
+                why += f"; PACKAGE_ARCH = {package} is not the device's (Isar's arch-all/multiarch rewrite)"
+            return PlatformChoice(DEBIAN_ARCHES[distro], why)
+    elif package in DEBIAN_ARCHES:
+        return PlatformChoice(DEBIAN_ARCHES[package], f"PACKAGE_ARCH = {package}")
+    if arches.target_arch in OE_TARGET_ARCHES:
+        return PlatformChoice(OE_TARGET_ARCHES[arches.target_arch], f"TARGET_ARCH = {arches.target_arch}")
     raise PlatformError(
-        f"cannot map PACKAGE_ARCH '{package_arch}' (TARGET_ARCH '{target_arch}') to a container "
-        f"platform; known: {', '.join(sorted(DEBIAN_ARCHES))}. Set CONTAINER_PLATFORM "
+        f"cannot map DISTRO_ARCH '{distro}' / PACKAGE_ARCH '{package}' / TARGET_ARCH "
+        f"'{arches.target_arch}' to a container platform; known: {', '.join(sorted(DEBIAN_ARCHES))} "
+        f"(Debian), {', '.join(sorted(OE_TARGET_ARCHES))} (OE). Set CONTAINER_PLATFORM "
         '(e.g. "linux/arm/v7") in the recipe'
     )
+
+
+def config_matches(config: Mapping[str, Any], platform: Platform) -> bool:
+    """Is an image config (its `os`, `architecture`, `variant`) built for `platform`?
+
+    A config without a variant matches any variant of its architecture: many
+    images leave it out.
+    """
+    if not config.get("variant"):
+        return config.get("os") == platform.os and config.get("architecture") == platform.architecture
+    return platform.matches(config)
 
 
 def select_descriptor(manifests: Sequence[Mapping[str, Any]], platform: Platform) -> Mapping[str, Any]:

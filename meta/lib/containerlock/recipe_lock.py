@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import bb
+import bb.cache
 import bb.fetch2
 import bb.parse
 
@@ -112,8 +113,11 @@ def _note_violations(d: Any, urls: list[str]) -> None:
         path.unlink(missing_ok=True)
 
 
-def strict_violations(d: Any) -> list[tuple[str, list[str]]]:
-    """Every (recipe, unpinned URLs) noted while parsing, for recipes that still exist."""
+def strict_violations(d: Any, recipes: set[str] | None = None) -> list[tuple[str, list[str]]]:
+    """Every (recipe, unpinned URLs) noted while parsing, for recipes that still exist.
+
+    With `recipes` (real file paths), only those recipes are judged.
+    """
     found = []
     directory = _violations_dir(d)
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
@@ -121,16 +125,32 @@ def strict_violations(d: Any) -> list[tuple[str, list[str]]]:
             note = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if Path(note.get("recipe", "")).exists():
-            found.append((note["recipe"], list(note["urls"])))
+        recipe = note.get("recipe", "")
+        if Path(recipe).exists() and (recipes is None or recipe in recipes):
+            found.append((recipe, list(note["urls"])))
     return sorted(found)
 
 
-def check_strict(d: Any) -> None:
-    """At BuildStarted: fail before any task runs, listing every unpinned URL of every recipe."""
+def fetched_recipes(depgraph: dict[str, Any]) -> set[str]:
+    """The recipe files whose do_fetch is part of this build (from BitBake's task graph)."""
+    tasks = depgraph.get("tdepends", {})
+    files = set()
+    for pn, info in depgraph.get("pn", {}).items():
+        if f"{pn}.do_fetch" in tasks:
+            files.add(bb.cache.virtualfn2realfn(info["filename"])[0])
+    return files
+
+
+def check_strict(d: Any, depgraph: dict[str, Any]) -> None:
+    """Once BitBake knows the build's tasks, before any runs: fail listing every unpinned URL.
+
+    Only recipes whose do_fetch is in the build are judged, as BitBake's own
+    BB_STRICT_CHECKSUM judges only what it fetches: an unpinned recipe that
+    this build does not fetch (say meta-isar's prebuilt-podman-img) stops nothing.
+    """
     if not _enforced(d):
         return
-    found = strict_violations(d)
+    found = strict_violations(d, fetched_recipes(depgraph))
     if not found:
         return
     lines = [f"  {recipe}: {url}" for recipe, urls in found for url in urls]
@@ -141,8 +161,8 @@ def check_strict(d: Any) -> None:
         else "set CONTAINER_LOCKFILE and run `container-lock update <your layers> --lockfile <file>`"
     )
     bb.fatal(
-        "BB_STRICT_CHECKSUM / CONTAINER_REQUIRE_VERIFIED: these docker:// URLs have no tag or no digest "
-        "(in the recipe or the lockfile), or no signature verified at lock time:\n"
+        "BB_STRICT_CHECKSUM / CONTAINER_REQUIRE_VERIFIED: these docker:// URLs of this build have no tag "
+        "or no digest (in the recipe or the lockfile), or no signature verified at lock time:\n"
         + "\n".join(lines)
         + f"\nPin them: {fix}, or add ;tag=…;digest=sha256:… in SRC_URI."
     )

@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 
 _MEANINGS = (
+    (
+        "skopeo: not found",
+        "skopeo is not installed or not in the task's PATH: install it (Debian: apt install skopeo); "
+        "on OpenEmbedded it must be in HOSTTOOLS (this layer adds it to HOSTTOOLS_NONFATAL)",
+    ),
     ("manifest unknown", "the tag or digest does not exist in the repository"),
     ("name unknown", "the repository does not exist"),
     ("unauthorized", "the registry refused the credentials (401); run `skopeo login`"),
@@ -45,7 +50,7 @@ _STATUS = {
 
 def explain(stderr: str) -> str:
     """A short cause for skopeo's error output (its last line when nothing better is known)."""
-    text = stderr.lower()
+    text = stderr.lower().replace("command not found", "not found")  # bash / dash
     for needle, meaning in _MEANINGS:
         if needle in text:
             return meaning

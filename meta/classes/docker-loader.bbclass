@@ -1,0 +1,1 @@
+../classes-recipe/docker-loader.bbclass

@@ -1,0 +1,1 @@
+../classes-recipe/podman-loader.bbclass
