@@ -1,3 +1,5 @@
 """The `container-lock` command line: pin, check and audit container images in BitBake builds."""
 
-__version__ = "0.1.0"
+from containerlock.version import tool_version
+
+__version__ = tool_version()

@@ -21,8 +21,8 @@ from containerlock import lockfile
 from containerlock import lockfile as lockfile_module
 from containerlock.reference import InvalidReference
 from policies.evaluate import evaluate
-from policies.model import PolicyError
-from policies.model import load as load_policy
+from containerlock.policy import PolicyError
+from containerlock.policy import load as load_policy
 
 from . import __version__
 from . import update as updating
@@ -252,7 +252,12 @@ def check_command(
     "-o", "--output", type=click.Path(path_type=Path), help="Write here (atomically); default stdout."
 )
 @click.option("--format", "fmt", type=click.Choice(["json", "xml"]), default="json", show_default=True)
-@click.option("--source-date-epoch", type=int, help="Timestamp; default: the build's SOURCE_DATE_EPOCH.")
+@click.option(
+    "--source-date-epoch",
+    type=int,
+    envvar="SOURCE_DATE_EPOCH",
+    help="Timestamp; default: $SOURCE_DATE_EPOCH, else the newest of the build manifests'.",
+)
 def sbom_command(
     manifests: tuple[Path, ...],
     deploy_dir: Path | None,

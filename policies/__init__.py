@@ -1,1 +1,1 @@
-"""Policy files and their evaluation (see docs/ and the policy issue)."""
+"""Policy evaluation for `container-lock check` (the policy model and built-in policies are in the layer)."""

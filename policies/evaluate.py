@@ -5,10 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from audit.scan import Found
 from containerlock.lockfile import Lock
 from containerlock.policy import Policy
+from containerlock.reference import ImageReference
+
+
+class Reference(Protocol):
+    """A docker:// URL found in a recipe (the scanner's `Found`): what the policy judges."""
+
+    @property
+    def where(self) -> str: ...  # file:line
+
+    text: str
+    url: str | None
+    ref: ImageReference | None  # None: the URL could not be resolved or parsed
+    problem: str | None
 
 
 @dataclass(frozen=True)
@@ -24,7 +37,7 @@ class Finding:
         return {"rule": self.rule, "severity": self.severity, "where": self.where, "message": self.message}
 
 
-def evaluate(found: Sequence[Found], lock: Lock, lock_path: Path | None, policy: Policy) -> list[Finding]:
+def evaluate(found: Sequence[Reference], lock: Lock, lock_path: Path | None, policy: Policy) -> list[Finding]:
     """Findings for every reference (and unused lock entry), most severe first, then by place."""
     findings: list[Finding] = []
 

@@ -14,8 +14,8 @@ from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.tool import ToolRepository
 
-from audit import __version__
 from containerlock.lockfile import Lock
+from containerlock.version import tool_version
 
 from .manifests import ImageFacts, PackageManifest
 from .purl import deb_purl, oci_purl, platform_arch
@@ -145,7 +145,7 @@ def build(
             timestamp=timestamp(manifests, source_date_epoch),
             tools=ToolRepository(
                 components=[
-                    Component(type=ComponentType.APPLICATION, name="container-lock", version=__version__)
+                    Component(type=ComponentType.APPLICATION, name="container-lock", version=tool_version())
                 ]
             ),
         ),

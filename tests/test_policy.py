@@ -8,8 +8,7 @@ import re
 import bb.fetch2
 import pytest
 
-from containerlock.policy import PolicyError, parse
-from policies.model import load
+from containerlock.policy import PolicyError, load, parse
 
 BASE = "version = 1\n"
 

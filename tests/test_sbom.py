@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,10 @@ from tests.harness.bitbake import PAYLOAD_TASKS
 SBOM_TASKS = (*PAYLOAD_TASKS, "do_deploy_container_manifest")
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True, timeout=300)
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "audit", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def pinned(image) -> str:
@@ -103,11 +106,21 @@ def test_sbom_is_deterministic_and_the_build_writes_the_same_bytes(build, image_
     xml = cli("sbom", "--deploy-dir", str(deploy), "--format", "xml")
     assert xml.returncode == 0 and "<bom " in xml.stdout
 
+    build.set(CONTAINER_LOCK_SBOM_CLI=f"{sys.executable} -m audit")
     d = build.parse(build.recipes / "loader-a_1.0.bb")
     bb.event.fire(bb.event.BuildCompleted(1, "build", ["image"], failures=0), d)
     assert (deploy / "container-images.cdx.json").read_text() == first
     # The SBOM file in the deploy dir is not taken for a manifest on the next run.
     assert cli("sbom", "--deploy-dir", str(deploy)).stdout == first
+
+    # The reproducible-builds convention: SOURCE_DATE_EPOCH from the environment,
+    # unless --source-date-epoch is given.
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1234567890"}
+    from_env = cli("sbom", "--deploy-dir", str(deploy), env=env).stdout
+    assert json.loads(from_env)["metadata"]["timestamp"].startswith("2009-02-13T23:31:30")
+    assert json.loads(first)["metadata"]["timestamp"] != json.loads(from_env)["metadata"]["timestamp"]
+    given = cli("sbom", "--deploy-dir", str(deploy), "--source-date-epoch", "0", env=env).stdout
+    assert json.loads(given)["metadata"]["timestamp"].startswith("1970-01-01T00:00:00")
 
 
 def test_merge_into_a_debsbom_style_image_sbom(build, image_factory, tmp_path) -> None:

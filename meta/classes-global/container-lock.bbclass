@@ -11,14 +11,15 @@
 # The layer's Python library, on every BitBake release the layer supports:
 # `addpylib` does not exist before bitbake 2.4 (Isar v0.10 has 2.0), so the
 # library is put on sys.path here, while the configuration is parsed, in every
-# BitBake process (cooker, parsers, workers). Importing `containerlock`
-# registers the docker:// fetcher ahead of any other `docker` fetcher.
+# BitBake process (cooker, parsers, workers), and the docker:// fetcher is
+# registered ahead of any other `docker` fetcher.
 def container_lock_import(d):
     import sys
     lib = os.path.join(d.getVar('LAYERDIR_container-lock'), 'lib')
     if lib not in sys.path:
         sys.path.insert(0, lib)
-    import containerlock
+    import containerlock.fetcher
+    containerlock.fetcher.register()
     return lib
 
 CONTAINER_LOCK_LIB := "${@container_lock_import(d)}"
@@ -29,10 +30,11 @@ CONTAINER_LOCKFILE ??= ""
 
 # Build manifests of loader packages go here; so does the SBOM of the images.
 CONTAINER_LOCK_DEPLOY_DIR ?= "${DEPLOY_DIR}/container-lock"
-# "1": at the end of a successful build, write ${CONTAINER_LOCK_SBOM_FILE} when
-# container-lock is installed in BitBake's Python (else: `container-lock sbom`).
+# "1": at the end of a successful build, write ${CONTAINER_LOCK_SBOM_FILE} with
+# the container-lock command (CONTAINER_LOCK_SBOM_CLI), when it is installed.
 CONTAINER_LOCK_SBOM ?= "1"
 CONTAINER_LOCK_SBOM_FILE ?= "${CONTAINER_LOCK_DEPLOY_DIR}/container-images.cdx.json"
+CONTAINER_LOCK_SBOM_CLI ?= "container-lock"
 
 python () {
     import containerlock.recipe_lock
@@ -57,6 +59,6 @@ python container_lock_strict() {
 addhandler container_lock_sbom
 container_lock_sbom[eventmask] = "bb.event.BuildCompleted"
 python container_lock_sbom() {
-    import containerlock.recipe_lock
-    containerlock.recipe_lock.write_sbom(e, d)
+    import containerlock.build_sbom
+    containerlock.build_sbom.write_sbom(e, d)
 }

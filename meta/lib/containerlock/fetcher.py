@@ -133,9 +133,8 @@ class DockerRegistryFetcher(FetchMethod):
         spec = (d.getVar("CONTAINER_POLICY") or "").strip()
         if not spec:
             return
-        builtin = Path(d.getVar("LAYERDIR_container-lock") or Path(__file__).parents[2]).parent / "policies"
         try:
-            loaded = policy.load(spec, builtin)
+            loaded = policy.load(spec)
         except policy.PolicyError as err:
             raise FetchError(f"CONTAINER_POLICY: {err}", ud.url) from None
         image: ImageReference = ud.image

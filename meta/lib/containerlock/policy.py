@@ -26,6 +26,8 @@ RULES = (
     "unsigned",
 )
 BUILTIN = ("default", "strict")
+# The built-in policies are the layer's own data: the fetcher enforces them with only meta/ present.
+BUILTIN_DIR = Path(__file__).resolve().parent / "policies"
 
 
 class PolicyError(ValueError):
@@ -193,15 +195,15 @@ def _signers(raw: object, where: str) -> tuple[Signer, ...]:
     return tuple(signers)
 
 
-def load(spec: str | None, builtin_dir: Path) -> Policy:
-    """A built-in policy by name (`default`, `strict`, from `builtin_dir`) or a TOML file by path.
+def load(spec: str | None, builtin_dir: Path = BUILTIN_DIR) -> Policy:
+    """A built-in policy by name (`default`, `strict`, shipped in the layer) or a TOML file by path.
 
     A file extends a built-in policy (`extends = "strict"`; `default` if not given).
     """
     name = spec or "default"
     if name in BUILTIN:
         path = builtin_dir / f"{name}.toml"
-        return parse(path.read_text(), f"policies/{name}.toml")
+        return parse(path.read_text(), f"built-in policy '{name}' ({path})")
     path = Path(name)
     try:
         text = path.read_text()

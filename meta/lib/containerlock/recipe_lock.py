@@ -187,28 +187,3 @@ def record_event(event: Any, d: Any) -> None:
         pass
     if lockfile.record(path, key, digest, platform, manifest):
         bb.note(f"recorded {key} = {digest} in {path}")
-
-
-def write_sbom(event: Any, d: Any) -> None:
-    """At BuildCompleted: the SBOM of the images in the deploy dir, if the toolkit is installed.
-
-    It is the same function `container-lock sbom --deploy-dir` runs, so both
-    paths give the same bytes.
-    """
-    if (d.getVar("CONTAINER_LOCK_SBOM") or "0") != "1" or event.getFailures():
-        return
-    deploy = Path(d.getVar("CONTAINER_LOCK_DEPLOY_DIR"))
-    if not any(p for p in deploy.glob("*.json") if not p.name.endswith(".cdx.json")):
-        return
-    try:
-        from sbom.generate import generate
-        from sbom.output import write
-    except ImportError:
-        bb.note(
-            f"container-lock is not installed in BitBake's Python; make the SBOM with "
-            f"`container-lock sbom --deploy-dir {deploy}`"
-        )
-        return
-    target = Path(d.getVar("CONTAINER_LOCK_SBOM_FILE"))
-    write(generate(deploy_dir=deploy), target)
-    bb.plain(f"container-lock: SBOM of the container images: {target}")
