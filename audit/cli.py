@@ -19,10 +19,10 @@ from rich.table import Table
 
 from containerlock import lockfile
 from containerlock import lockfile as lockfile_module
-from containerlock.reference import InvalidReference
-from policies.evaluate import evaluate
 from containerlock.policy import PolicyError
 from containerlock.policy import load as load_policy
+from containerlock.reference import InvalidReference
+from policies.evaluate import evaluate
 
 from . import __version__
 from . import update as updating

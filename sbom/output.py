@@ -13,7 +13,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from cyclonedx.validation.xml import XmlValidator
 
-from containerlock.store import atomic_write
+from containerlock.files import atomic_write
 
 
 class SbomError(ValueError):

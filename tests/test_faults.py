@@ -9,7 +9,7 @@ import time
 import bb.fetch2
 import pytest
 
-from containerlock.store import file_digest
+from containerlock.files import file_digest
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.faultproxy import Fault, FaultProxy
 

@@ -13,9 +13,10 @@ import bb.build
 import bb.fetch2
 import pytest
 
-from containerlock.fetcher import DockerRegistryFetcher, unpack_dirname
+from containerlock.fetcher import DockerRegistryFetcher
+from containerlock.files import file_digest
+from containerlock.layout import dirname as unpack_dirname
 from containerlock.reference import parse_url
-from containerlock.store import file_digest
 from tests.harness.bitbake import BuildDir
 
 
@@ -307,17 +308,18 @@ def test_registered_ahead_of_another_docker_fetcher(build, image_factory) -> Non
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "error"),
     [
-        "docker://",
-        "docker://127.0.0.1:5000/app;digest=sha256:12",
-        "docker://127.0.0.1:5000/app;tga=1",
-        "docker://127.0.0.1:5000/a/../../etc",
-        "docker://127.0.0.1:5000/App",
+        ("docker://", bb.fetch2.MalformedUrl),
+        ("docker://127.0.0.1:5000/app;digest=sha256:12", bb.fetch2.ParameterError),
+        ("docker://127.0.0.1:5000/app;tga=1", bb.fetch2.ParameterError),
+        ("docker://127.0.0.1:5000/a/../../etc", bb.fetch2.MalformedUrl),
+        ("docker://127.0.0.1:5000/App", bb.fetch2.MalformedUrl),
     ],
 )
-def test_bad_url_fails_naming_the_url_and_writes_nothing(build, tmp_path, url) -> None:
-    with pytest.raises(bb.fetch2.FetchError) as err:
+def test_bad_url_fails_naming_the_url_and_writes_nothing(build, tmp_path, url, error) -> None:
+    """As BitBake's own fetchers do: MalformedUrl for the URL, ParameterError for a parameter."""
+    with pytest.raises(error) as err:
         build.run(recipe(build, "bad", url), "do_fetch")
     assert url in str(err.value)
     dl_dir = Path(build.local_conf["DL_DIR"])

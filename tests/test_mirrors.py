@@ -13,7 +13,7 @@ from pathlib import Path
 import bb.fetch2
 import pytest
 
-from containerlock.store import file_digest
+from containerlock.files import file_digest
 from tests.harness.bitbake import PAYLOAD_TASKS, BuildDir
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.images import ImageFactory

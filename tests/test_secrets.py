@@ -87,7 +87,7 @@ def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
 
         # Userinfo in a URL is refused, and the refusal does not repeat the password.
         bad = f"docker://{USER}:{PASSWORD}@{private.host}/secret/app;tag=1.0"
-        with pytest.raises(bb.fetch2.FetchError) as err:
+        with pytest.raises(bb.fetch2.MalformedUrl) as err:
             build.run(build.write_recipe("userinfo_1.0", f'SRC_URI = "{bad}"\n'), "do_fetch")
         assert "auth.json" in str(err.value) and PASSWORD not in str(err.value)
 

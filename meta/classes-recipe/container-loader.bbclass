@@ -63,16 +63,16 @@ do_install() {
 python do_install_fetched_containers() {
     from pathlib import Path
     import containerlock.package as pkg
-    from containerlock.fetcher import UNPACK_DIR, unpack_dirname
+    from containerlock import layout
     from containerlock.reference import parse_url
 
     urls = [u for u in (d.getVar('SRC_URI') or '').split() if u.startswith('docker://')]
-    unpack_root = Path(d.getVar('CONTAINER_UNPACK_ROOT')) / UNPACK_DIR
+    unpack_root = Path(d.getVar('CONTAINER_UNPACK_ROOT')) / layout.UNPACK_DIR
     try:
         compression = pkg.parse_compression(
             d.getVar('CONTAINER_COMPRESSION'), d.getVar('CONTAINER_COMPRESSION_LEVEL'),
             d.getVar('CONTAINER_COMPRESSION_THREADS'))
-        images = [pkg.load_unpacked(unpack_root / unpack_dirname(parse_url(u))) for u in urls]
+        images = [pkg.load_unpacked(unpack_root / layout.dirname(parse_url(u))) for u in urls]
         settings = pkg.PayloadSettings(
             d.getVar('PN'), d.getVar('BPN'), d.getVar('CONTAINER_ENGINE'), compression,
             version=d.getVar('CHANGELOG_V') or d.getVar('PV'), arch=d.getVar('DPKG_ARCH'),
@@ -88,7 +88,9 @@ do_install_fetched_containers[cleandirs] = "${D}/usr/share/${BPN}/images ${WORKD
 # The packaging code is part of the task: a changed layer repackages.
 do_install_fetched_containers[file-checksums] += "\
     ${LAYERDIR_container-lock}/lib/containerlock/package.py:True \
-    ${LAYERDIR_container-lock}/lib/containerlock/store.py:True"
+    ${LAYERDIR_container-lock}/lib/containerlock/files.py:True \
+    ${LAYERDIR_container-lock}/lib/containerlock/record.py:True \
+    ${LAYERDIR_container-lock}/lib/containerlock/skopeo.py:True"
 addtask install_fetched_containers after do_install before do_prepare_build
 
 python do_deploy_container_manifest() {

@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from containerlock.store import file_digest
+from containerlock.files import file_digest
 from tests.harness.bitbake import BuildDir
 
 

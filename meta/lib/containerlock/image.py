@@ -61,9 +61,18 @@ def resolve(store: BlobStore, digest: str, platform: Platform) -> ResolvedImage:
     return image
 
 
-def blobs_valid(store: BlobStore, image: ResolvedImage) -> bool:
-    """Are all of the image's blobs present and intact (corrupt ones are removed)?"""
-    return all([store.is_valid(b.digest, b.size) for b in image.manifest.blobs])
+def stored_image(store: BlobStore, digest: str, platform: Platform) -> ResolvedImage | None:
+    """The image if the store holds all of it intact (every blob verified), else None.
+
+    PlatformError if it is there but built for another platform: the check holds
+    however the image came into the store (another recipe, a mirror tarball, a lock).
+    """
+    try:
+        image = resolve(store, digest, platform)
+    except (FileNotFoundError, mf.ManifestError):
+        return None
+    # A list, not a generator: every blob is checked, so corrupt ones are all removed.
+    return image if all([store.is_valid(b.digest, b.size) for b in image.manifest.blobs]) else None
 
 
 def _check_config_platform(store: BlobStore, image: ResolvedImage) -> None:

@@ -9,17 +9,16 @@ accepts nothing else, so a mirror can never inject bytes or paths.
 from __future__ import annotations
 
 import io
-import json
-import os
 import re
 import tarfile
-import tempfile
 from pathlib import Path
 
-from .image import ResolvedImage
+from .files import atomic_output, sha256_digest
+from .image import ResolvedImage, stored_image
 from .platform import Platform
+from .record import ImageRecord, RecordError
 from .reference import ImageReference
-from .store import BlobStore, canonical_json, sha256_digest
+from .store import BlobStore
 
 FACTS = "container-lock-mirror.json"
 _BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
@@ -49,35 +48,28 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def write(path: Path, ref: ImageReference, image: ResolvedImage, store: BlobStore) -> None:
     """Write the tarball atomically; the same image gives the same bytes."""
     digests = sorted({image.digest, image.manifest_digest, *(b.digest for b in image.manifest.blobs)})
-    facts = {"reference": ref.name, "tag": ref.tag, "digest": image.digest, "platform": str(image.platform)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            _add(tar, FACTS, canonical_json(facts))
-            for digest in digests:
-                info = tarfile.TarInfo("blobs/sha256/" + digest.split(":", 1)[1])
-                blob = store.path(digest)
-                info.size, info.mtime, info.mode = blob.stat().st_size, 0, 0o644
-                with blob.open("rb") as f:
-                    tar.addfile(info, f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    facts = ImageRecord(ref.name, ref.tag, image.digest, str(image.platform))
+    with (
+        atomic_output(path) as out,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        _add(tar, FACTS, facts.to_bytes())
+        for digest in digests:
+            info = tarfile.TarInfo("blobs/sha256/" + digest.split(":", 1)[1])
+            blob = store.path(digest)
+            info.size, info.mtime, info.mode = blob.stat().st_size, 0, 0o644
+            with blob.open("rb") as f:
+                tar.addfile(info, f)
 
 
-def import_into(path: Path, store: BlobStore) -> dict:
+def import_into(path: Path, store: BlobStore) -> ImageRecord:
     """Verify and add the tarball's blobs to the store; returns its facts."""
-    facts: dict | None = None
+    facts: bytes | None = None
     try:
         with tarfile.open(path, mode="r:") as tar:
             for member in tar:
                 if member.name == FACTS and member.isfile():
-                    facts = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+                    facts = tar.extractfile(member).read()  # type: ignore[union-attr]
                     continue
                 m = _BLOB.match(member.name)
                 if not m or not member.isfile():
@@ -89,8 +81,25 @@ def import_into(path: Path, store: BlobStore) -> dict:
                     store.put_stream(digest, tar.extractfile(member))  # type: ignore[arg-type]
                 except ValueError:
                     raise MirrorError(f"{path}: blob {digest} does not match its digest") from None
-    except (tarfile.TarError, OSError, json.JSONDecodeError) as err:
+    except (tarfile.TarError, OSError) as err:
         raise MirrorError(f"{path}: not a readable mirror tarball ({err})") from None
-    if not isinstance(facts, dict) or not isinstance(facts.get("digest"), str):
+    if facts is None:
         raise MirrorError(f"{path}: no {FACTS}")
-    return facts
+    try:
+        return ImageRecord.from_bytes(facts, f"{path}:{FACTS}")
+    except RecordError as err:
+        raise MirrorError(str(err)) from None
+
+
+def import_image(path: Path, store: BlobStore, digest: str | None, platform: Platform) -> ResolvedImage:
+    """The image `digest` (else the tarball's own) for `platform`, from a mirror tarball into the store.
+
+    MirrorError if the tarball is unusable or does not hold that image; PlatformError
+    if it holds it built for another platform.
+    """
+    facts = import_into(path, store)
+    wanted = digest or facts.digest
+    image = stored_image(store, wanted, platform)
+    if image is None:
+        raise MirrorError(f"{path.name} does not hold {wanted} for {platform}")
+    return image

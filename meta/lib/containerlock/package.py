@@ -5,8 +5,6 @@ Standard library and host tools only (skopeo, zstd, xz, gzip): runs inside BitBa
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import subprocess
 import tempfile
@@ -14,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .store import atomic_write, canonical_json
+from . import layout, skopeo
+from .files import atomic_output, atomic_write, canonical_json, file_digest
+from .record import ImageRecord, RecordError
 
 COMPRESSIONS = ("zst", "xz", "gz", "none")
 # Debian packages that provide the decompressor the loader calls on the target.
@@ -74,20 +74,21 @@ class UnpackedImage:
     """An image do_unpack placed in WORKDIR, with the facts it recorded."""
 
     layout: Path
-    facts: dict
+    facts: ImageRecord
 
     @property
     def tagged(self) -> str:
-        return f"{self.facts['reference']}:{self.facts['tag']}"
+        return self.facts.tagged
 
 
-def load_unpacked(layout: Path) -> UnpackedImage:
-    """Read `container-lock.json` next to an OCI layout written by the fetcher."""
+def load_unpacked(path: Path) -> UnpackedImage:
+    """Read the facts next to an OCI layout written by the fetcher's unpack."""
     try:
-        facts = json.loads((layout / "container-lock.json").read_text())
+        return UnpackedImage(path, layout.read_facts(path))
     except FileNotFoundError:
-        raise PackagingError(f"{layout} has no container-lock.json: was do_unpack run?") from None
-    return UnpackedImage(layout, facts)
+        raise PackagingError(f"{path} has no {layout.FACTS}: was do_unpack run?") from None
+    except RecordError as err:
+        raise PackagingError(f"{err}; run do_unpack again") from None
 
 
 def export_compressed(image: UnpackedImage, dest: Path, compression: Compression, scratch: Path) -> None:
@@ -101,53 +102,37 @@ def export_compressed(image: UnpackedImage, dest: Path, compression: Compression
     """
     fifo = scratch / "archive.fifo"
     os.mkfifo(fifo)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    # A local copy (oci: → docker-archive:): nothing transient to retry.
+    client = skopeo.Skopeo(skopeo.run_subprocess, image.tagged, "", retries=0)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_output(dest) as out:
             compressor = subprocess.Popen(
                 ["sh", "-c", 'exec "$@" < "$0"', str(fifo), *compression.command()],
                 stdout=out,
                 stderr=subprocess.PIPE,
             )
-            exporter = subprocess.run(
-                [
-                    "skopeo",
-                    "--insecure-policy",
-                    "copy",
-                    "-q",
-                    f"oci:{image.layout}",
-                    f"docker-archive:{fifo}:{image.tagged}",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if exporter.returncode:
+            try:
+                client.call(
+                    [
+                        "--insecure-policy",
+                        "copy",
+                        "-q",
+                        f"oci:{image.layout}",
+                        f"docker-archive:{fifo}:{image.tagged}",
+                    ],
+                    "docker-archive export",
+                )
+            except skopeo.RegistryError as err:
                 compressor.kill()
                 compressor.wait()
-                raise PackagingError(
-                    f"{image.tagged}: skopeo could not write the docker-archive: {exporter.stderr.strip()}"
-                )
+                raise PackagingError(f"skopeo could not write the docker-archive: {err}") from None
             _, errors = compressor.communicate()
             if compressor.returncode:
                 raise PackagingError(
                     f"{image.tagged}: {' '.join(compression.command())} failed: {errors.decode().strip()}"
                 )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         fifo.unlink(missing_ok=True)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -177,13 +162,13 @@ def install_payload(
         target = images_dir / name
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             export_compressed(image, target, settings.compression, Path(tmp))
-        config = image.facts["config"]
+        config = image.facts.config
         lines.append(f"{name} {image.tagged} {config}\n")
         entries.append(
             {
-                **image.facts,
+                **{k: v for k, v in image.facts.to_json().items() if k != "version"},
                 "file": f"/usr/share/{settings.bpn}/images/{name}",
-                "file_sha256": file_sha256(target),
+                "file_sha256": file_digest(target),
                 "file_size": target.stat().st_size,
                 "format": "docker-archive",
                 "compression": settings.compression.kind,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,17 @@ class BuildArches:
     target_arch: str | None = None  # OpenEmbedded
     pn: str = ""
     override: str | None = None  # CONTAINER_PLATFORM
+
+    @classmethod
+    def of_recipe(cls, getvar: Callable[[str], str | None]) -> BuildArches:
+        """Read from a recipe's datastore (`d.getVar`)."""
+        return cls(
+            getvar("PACKAGE_ARCH"),
+            getvar("DISTRO_ARCH"),
+            getvar("TARGET_ARCH"),
+            getvar("PN") or "",
+            getvar("CONTAINER_PLATFORM"),
+        )
 
 
 @dataclass(frozen=True)

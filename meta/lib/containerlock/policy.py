@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 
+from .reference import ImageReference
+
 SEVERITIES = ("error", "warning", "ignore")
 # "deny"/"warn" read as "error"/"warning".
 SEVERITY_ALIASES = {"deny": "error", "warn": "warning"}
@@ -100,6 +102,14 @@ class Policy:
                 )
             )
         return found
+
+    def denials(self, registry: str, name: str, tag: str) -> list[str]:
+        """Reasons to refuse the image: the image rules it breaks whose severity is `error`."""
+        return [
+            reason
+            for rule, reason in self.image_denials(registry, name, tag)
+            if self.severity(rule) == "error"
+        ]
 
 
 def _strings(value: object, where: str) -> tuple[str, ...]:
@@ -216,3 +226,29 @@ def load(spec: str | None, builtin_dir: Path = BUILTIN_DIR) -> Policy:
     if extends not in BUILTIN:
         raise PolicyError(f"{path}: extends = '{extends}'; use one of {', '.join(BUILTIN)}")
     return parse(text, str(path), load(extends, builtin_dir))
+
+
+_loaded: dict[tuple[str, int], Policy] = {}
+
+
+def load_cached(spec: str) -> Policy:
+    """`load(spec)`, once per process while a policy file is unchanged (the fetcher asks per URL)."""
+    try:
+        stamp = Path(spec).stat().st_mtime_ns if spec not in BUILTIN else 0
+    except OSError:
+        return load(spec)  # load() names the missing file
+    if (spec, stamp) not in _loaded:
+        _loaded[(spec, stamp)] = load(spec)
+    return _loaded[(spec, stamp)]
+
+
+def denial(spec: str | None, image: ImageReference) -> str | None:
+    """Why the policy `spec` (CONTAINER_POLICY) refuses `image` (registry, tag), or None."""
+    spec = (spec or "").strip()
+    if not spec:
+        return None
+    try:
+        reasons = load_cached(spec).denials(image.registry, image.name, image.tag)
+    except PolicyError as err:
+        return f"CONTAINER_POLICY: {err}"
+    return f"{image.tagged} is denied by CONTAINER_POLICY ({spec}): {'; '.join(reasons)}" if reasons else None

@@ -15,9 +15,9 @@ import bb.cache
 import bb.fetch2
 import bb.parse
 
-from . import lockfile
+from . import lockfile, record
+from .files import atomic_write
 from .reference import InvalidReference, parse_url
-from .store import atomic_write
 
 _cache: dict[tuple[str, int, int], lockfile.Lock] = {}
 
@@ -180,10 +180,10 @@ def record_event(event: Any, d: Any) -> None:
     platform = manifest = None
     ud = bb.fetch2.Fetch([event.url], d).ud[event.url]
     try:
-        facts = json.loads(Path(ud.localpath).read_text())
-        if facts.get("digest") == digest:
-            platform, manifest = facts.get("platform"), facts.get("manifest")
-    except (OSError, ValueError):
-        pass
+        facts = record.read(Path(ud.localpath))
+        if facts.digest == digest:
+            platform, manifest = facts.platform, facts.manifest
+    except (OSError, record.RecordError):
+        pass  # the digest alone is recorded
     if lockfile.record(path, key, digest, platform, manifest):
         bb.note(f"recorded {key} = {digest} in {path}")

@@ -22,6 +22,10 @@ class InvalidReference(ValueError):
     """A `docker://` URL or one of its parts is malformed; the text says what to do."""
 
 
+class InvalidParameter(InvalidReference):
+    """A `;name=value` parameter of a `docker://` URL is unknown, repeated or malformed."""
+
+
 @dataclass(frozen=True)
 class ImageReference:
     """A validated, normalised container image reference."""
@@ -64,7 +68,7 @@ class ImageReference:
 def validate_digest(digest: str, where: str) -> str:
     """Return `digest` if it is `sha256:<64 lower-case hex>`, else raise InvalidReference."""
     if not _DIGEST.match(digest):
-        raise InvalidReference(
+        raise InvalidParameter(
             f"{where}: digest '{digest}' is malformed; expected 'sha256:' followed by "
             "64 lower-case hex digits (copy it from `skopeo inspect --raw` or the lockfile)"
         )
@@ -82,9 +86,9 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
     for item in filter(None, paramstr.split(";")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise InvalidReference(f"parameter '{item}' has no value; write {item}=…")
+            raise InvalidParameter(f"parameter '{item}' has no value; write {item}=…")
         if key in params:
-            raise InvalidReference(f"parameter '{key}' is given twice")
+            raise InvalidParameter(f"parameter '{key}' is given twice")
         params[key] = value
     return location, params
 
@@ -130,13 +134,13 @@ def parse_url(url: str) -> ImageReference:
     location, params = _split_url(url)
     unknown = sorted(set(params) - KNOWN_PARAMETERS)
     if unknown:
-        raise InvalidReference(
+        raise InvalidParameter(
             f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_PARAMETERS))}"
         )
     registry, repository = _normalise_name(location)
     tag = params.get("tag", DEFAULT_TAG)
     if not _TAG.match(tag):
-        raise InvalidReference(
+        raise InvalidParameter(
             f"tag '{tag}' is not valid; tags are 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
         )
     digest = params.get("digest")

@@ -22,6 +22,7 @@ _MEANINGS = (
     ("connection reset", "the connection was reset"),
     ("unexpected eof", "the connection closed in the middle of a transfer"),
     ("timeout", "timed out"),
+    ("deadline exceeded", "timed out (CONTAINER_FETCH_TIMEOUT / --timeout)"),
     ("500 internal server error", "server error (500)"),
     ("502 bad gateway", "bad gateway (502)"),
     ("503 service unavailable", "server unavailable (503)"),
@@ -31,7 +32,7 @@ _MEANINGS = (
 )
 _TRANSIENT = re.compile(
     r"toomanyrequests|too many requests|\b429\b|\b50[0234]\b|connection reset|unexpected eof|timeout"
-    r"|connection refused|broken pipe|temporarily unavailable|digest did not match",
+    r"|connection refused|broken pipe|temporarily unavailable|digest did not match|deadline exceeded",
     re.IGNORECASE,
 )
 

@@ -5,58 +5,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
-import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-_CHUNK = 1 << 20
-
-# Files this process has hashed, keyed by identity and change time: a file that
-# is modified or replaced gets a new key and is hashed again.
-_verified: dict[tuple[int, int, int, int, int], str] = {}
-
-
-def sha256_digest(data: bytes) -> str:
-    """`sha256:<hex>` of `data`."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    """`sha256:<hex>` of a file's content (cached per process while the file is unchanged)."""
-    st = path.stat()
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if key not in _verified:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        _verified[key] = "sha256:" + h.hexdigest()
-    return _verified[key]
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file and rename: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Deterministic JSON: same object, same bytes."""
-    return (json.dumps(obj, sort_keys=True, indent=2) + "\n").encode()
+from .files import CHUNK_SIZE, atomic_output, file_digest, sha256_digest
 
 
 class BlobStore:
@@ -108,22 +63,13 @@ class BlobStore:
         """Store a stream's bytes under `digest` if they hash to it (checked before the rename)."""
         if self.is_valid(digest):
             return
-        path = self.path(digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
+        with atomic_output(self.path(digest)) as out:
             h = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(_CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
+            while chunk := stream.read(CHUNK_SIZE):
+                h.update(chunk)
+                out.write(chunk)
             if "sha256:" + h.hexdigest() != digest:
                 raise ValueError(f"content hashes to sha256:{h.hexdigest()}, not {digest}")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     @contextmanager
     def locked(self, digests: Iterable[str]) -> Iterator[None]:
