@@ -1,4 +1,4 @@
-"""pytest fixtures for the real registry and the image factory (session-wide)."""
+"""pytest fixtures for the real registry, the image factory and a private dockerd (session-wide)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.harness.dockerd import Dockerd
 from tests.harness.images import ImageFactory
 from tests.harness.registry import Registry
 
@@ -21,3 +22,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 def image_factory(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> ImageFactory:
     """Generates and pushes test images to the session registry."""
     return ImageFactory(tmp_path_factory.mktemp("images"), registry.host)
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Dockerd]:
+    """A private dockerd (Debian's docker.io, vfs, no network), shared by the session; fails if absent.
+
+    Tests that load images remove them afterwards (`Dockerd.remove_all`).
+    """
+    with Dockerd() as engine:
+        yield engine
