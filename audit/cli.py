@@ -320,6 +320,7 @@ def verify_command(
     with sigstore-python; legacy sha256-<hex>.sig signatures with the policy's key.
     """
     from . import verify as verifying
+    from .signatures import FAILURES
 
     try:
         policy = load_policy(policy_spec)
@@ -331,7 +332,8 @@ def verify_command(
     verdicts = verifying.verify(found, lock, policy, policy_dir, trusted_root, offline, timeout)
     written = verifying.record(lockfile, verdicts) if record else False
     severity = policy.severity("unsigned")
-    failed = [v for v, p in verdicts if v.status(p) == "unsigned" and severity == "error"]
+    rejected = {"unsigned", *FAILURES}
+    failed = [v for v, p in verdicts if v.status(p) in rejected and severity == "error"]
     errors = [v for v, _ in verdicts if v.error]
     if as_json:
         print(
@@ -362,11 +364,9 @@ def verify_command(
         )
         for v, p in verdicts:
             status = v.status(p)
-            style = {
-                "verified": "green",
-                "unsigned": "red" if severity == "error" else "yellow",
-                "error": "red",
-            }.get(status, "")
+            style = {"verified": "green", "error": "red"}.get(status) or (
+                ("red" if severity == "error" else "yellow") if status in rejected else ""
+            )
             details = "; ".join(sorted({f"{e.kind} {short(e.digest)}: {e.detail}" for e in v.evidence}))
             table.add_row(
                 escape(v.key),

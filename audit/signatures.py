@@ -1,39 +1,58 @@
 """Find and verify the signatures of pinned images: cosign v3 bundles and legacy `.sig` images.
 
 Bundles (OCI 1.1 artifacts, `application/vnd.dev.sigstore.bundle.v0.3+json`) are found with
-the referrers API or, for registries without it, the `sha256-<hex>` tag fallback; they are
-verified offline by sigstore-python against a trusted root, then the in-toto statement must
-name the pinned digest and have cosign's signing predicate type (an attestation alone is not
-a signature). Legacy `sha256-<hex>.sig` images made with a key are verified against the key
-given by the policy; keyless legacy signatures are reported as present but not verifiable.
+the referrers API or, for registries without it, the `sha256-<hex>` tag fallback; sigstore-python
+verifies them offline against a trusted root, with a verification policy made of the policy
+file's signers (`SignersPolicy`); then the in-toto statement must name the pinned digest and
+have cosign's signing predicate type (an attestation alone is not a signature). Legacy
+`sha256-<hex>.sig` images made with a key are verified against the key the policy names;
+keyless legacy signatures are reported as present but not verifiable offline.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import tempfile
-import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509 import ObjectIdentifier, RFC822Name, SubjectAlternativeName, UniformResourceIdentifier
+from cryptography.x509 import (
+    Certificate,
+    ExtensionNotFound,
+    RFC822Name,
+    SubjectAlternativeName,
+    UniformResourceIdentifier,
+)
+from sigstore.errors import Error as SigstoreError
+from sigstore.errors import VerificationError
+from sigstore.models import Bundle, TrustedRoot
+from sigstore.verify import Verifier
+from sigstore.verify.policy import Identity, OIDCIssuer
 
+from containerlock.files import sha256_digest
 from containerlock.policy import Signer
+from containerlock.skopeo import RegistryError, Skopeo, run_subprocess
 
-from .registry import RegistryError, skopeo_raw
+from . import registry_api
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 INTOTO = "application/vnd.in-toto+json"
-_ISSUER_OIDS = (ObjectIdentifier("1.3.6.1.4.1.57264.1.8"), ObjectIdentifier("1.3.6.1.4.1.57264.1.1"))
+
+# Why a signature was not accepted (the `failure` of Evidence), most telling first.
+FAILURES = (
+    "wrong identity",
+    "wrong issuer",
+    "other digest",
+    "attestation only",
+    "invalid signature",
+    "not verifiable",
+)
 
 
 @dataclass(frozen=True)
@@ -45,122 +64,111 @@ class Evidence:
     verified: bool
     signer: str | None
     detail: str
-    source: str  # bundle/signature manifest digest
+    source: str  # the bundle's / signature manifest's own digest
+    failure: str | None = None  # one of FAILURES when not verified
 
 
-def _manifest(name: str, reference: str, timeout: float) -> bytes | None:
-    """The raw manifest bytes of `name` + `reference`, or None if there is none."""
-    try:
-        return skopeo_raw(["inspect", "--raw", f"docker://{name}{reference}"], timeout)
-    except RegistryError as err:
-        if "does not exist" in str(err):
-            return None
-        raise
+@dataclass(frozen=True)
+class Check:
+    """The outcome of checking one signature."""
+
+    signer: str | None
+    detail: str
+    failure: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.failure is None
 
 
-def _insecure_registries() -> set[str]:
-    found: set[str] = set()
-    for path in (Path.home() / ".config/containers/registries.conf", Path("/etc/containers/registries.conf")):
-        try:
-            doc = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError):
-            continue
-        found |= {r.get("location", "") for r in doc.get("registry", []) if r.get("insecure")}
-    return found
+class SignerMismatch(VerificationError):
+    """The certificate is valid but no required signer accepts its identity or issuer."""
+
+    def __init__(self, failure: str, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
-def _referrers_api(name: str, digest: str) -> list[dict] | None:
-    """Referrers from the OCI 1.1 API (anonymous), or None if the registry has none to offer."""
-    host, repo = name.split("/", 1)
-    schemes = ("https", "http") if host in _insecure_registries() else ("https",)
-    for scheme in schemes:
-        req = urllib.request.Request(
-            f"{scheme}://{host}/v2/{repo}/referrers/{digest}",
-            headers={"Accept": "application/vnd.oci.image.index.v1+json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=20) as response:
-                return json.loads(response.read()).get("manifests", [])
-        except (urllib.error.URLError, OSError, ValueError):
-            continue
-    return None
-
-
-def bundle_descriptors(name: str, digest: str, timeout: float) -> list[dict]:
-    """Descriptors of bundle artifacts that refer to `digest`."""
-    found = _referrers_api(name, digest)
-    if found is None:
-        index = _manifest(name, ":" + digest.replace(":", "-"), timeout)
-        found = json.loads(index).get("manifests", []) if index else []
-    return [m for m in found if m.get("artifactType") == BUNDLE_MEDIA_TYPE]
-
-
-def _layers(name: str, reference: str, timeout: float) -> dict[str, bytes]:
-    """The layer blobs of `name` + `reference` (`@digest` or `:tag`), by digest, via `skopeo copy … dir:`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "artifact"
-        skopeo_raw(["copy", "--preserve-digests", f"docker://{name}{reference}", f"dir:{out}"], timeout)
-        manifest = json.loads((out / "manifest.json").read_text())
-        return {
-            layer["digest"]: (out / layer["digest"].split(":", 1)[1]).read_bytes()
-            for layer in manifest.get("layers", [])
-        }
-
-
-def _cert_identity(cert) -> tuple[str, str]:
+def certificate_identity(cert: Certificate) -> tuple[list[str], str]:
+    """The certificate's identities (e-mail and URI SANs) and OIDC issuer, read as sigstore does."""
     san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
     names = san.get_values_for_type(RFC822Name) + san.get_values_for_type(UniformResourceIdentifier)
-    issuer = ""
-    for oid in _ISSUER_OIDS:
-        try:
-            raw = cert.extensions.get_extension_for_oid(oid).value.value
-        except Exception:
-            continue
-        issuer = raw[2:].decode() if oid.dotted_string.endswith(".8") else raw.decode()
-        break
-    return (names[0] if names else ""), issuer
+    try:
+        issuer = cert.extensions.get_extension_for_oid(OIDCIssuer.oid).value.value.decode()  # type: ignore[attr-defined]
+    except ExtensionNotFound:  # no issuer: matches no signer
+        issuer = ""
+    return names, issuer
+
+
+class SignersPolicy:
+    """A sigstore VerificationPolicy: one of the policy file's keyless signers must accept the certificate.
+
+    Signers with an exact identity and issuer are checked by sigstore's own `Identity`
+    policy; signers with patterns match the same SAN and issuer values. `accepted` names
+    the signer that matched.
+    """
+
+    def __init__(self, signers: tuple[Signer, ...]) -> None:
+        self.signers = tuple(s for s in signers if not s.key)
+        self.accepted: Signer | None = None
+
+    def _accepts(self, signer: Signer, cert: Certificate) -> bool:
+        if signer.identity and signer.issuer:
+            try:
+                Identity(identity=signer.identity, issuer=signer.issuer).verify(cert)
+            except VerificationError:
+                return False
+            return True
+        names, issuer = certificate_identity(cert)
+        return any(signer.accepts(issuer, name) for name in names)
+
+    def verify(self, cert: Certificate) -> None:
+        for signer in self.signers:
+            if self._accepts(signer, cert):
+                self.accepted = signer
+                return
+        names, issuer = certificate_identity(cert)
+        failure = "wrong identity" if any(s.accepts_issuer(issuer) for s in self.signers) else "wrong issuer"
+        identity = ", ".join(names) or "no identity"
+        raise SignerMismatch(
+            failure, f"signed by {identity} (issuer {issuer}), which no required signer accepts"
+        )
 
 
 def check_bundle(
     bundle_bytes: bytes, digest: str, signers: tuple[Signer, ...], trusted_root: Path | None, offline: bool
-) -> tuple[bool, str | None, str]:
-    """Verify one bundle: sigstore-python, then subject digest and predicate type, then the signers."""
-    from sigstore.errors import Error as SigstoreError
-    from sigstore.models import Bundle, TrustedRoot
-    from sigstore.verify import Verifier
-    from sigstore.verify.policy import UnsafeNoOp
-
+) -> Check:
+    """Verify one bundle with sigstore-python and the signers' policy, then its statement."""
+    policy = SignersPolicy(signers)
     try:
         bundle = Bundle.from_json(bundle_bytes)
         if trusted_root is not None:
             verifier = Verifier(trusted_root=TrustedRoot.from_file(str(trusted_root)))
         else:
             verifier = Verifier.production(offline=offline)
-        payload_type, payload = verifier.verify_dsse(bundle, UnsafeNoOp())
+        payload_type, payload = verifier.verify_dsse(bundle, policy)
+    except SignerMismatch as err:
+        return Check(None, str(err), err.failure)
     except (SigstoreError, ValueError) as err:
-        return False, None, f"bundle does not verify: {err}"
+        return Check(None, f"bundle does not verify: {err}", "invalid signature")
     if payload_type != INTOTO:
-        return False, None, f"payload type {payload_type} is not an in-toto statement"
+        return Check(None, f"payload type {payload_type} is not an in-toto statement", "invalid signature")
     statement = json.loads(payload)
     subjects = {s.get("digest", {}).get("sha256") for s in statement.get("subject", [])}
     if digest.split(":", 1)[1] not in subjects:
-        return False, None, f"the signed statement is about another digest, not {digest}"
-    if statement.get("predicateType") != COSIGN_SIGN_PREDICATE:
-        return (
-            False,
-            None,
-            (f"an attestation ({statement.get('predicateType')}), not a signature ({COSIGN_SIGN_PREDICATE})"),
-        )
-    identity, issuer = _cert_identity(bundle.signing_certificate)
-    for signer in signers:
-        if signer.accepts(issuer, identity):
-            return True, signer.describe(), f"signed by {identity} (issuer {issuer})"
-    return False, None, f"signed by {identity} (issuer {issuer}), which no required signer accepts"
+        return Check(None, f"the signed statement is about another digest, not {digest}", "other digest")
+    predicate = statement.get("predicateType")
+    if predicate != COSIGN_SIGN_PREDICATE:
+        detail = f"an attestation ({predicate}), not a signature ({COSIGN_SIGN_PREDICATE})"
+        return Check(None, detail, "attestation only")
+    signer = policy.accepted
+    names, issuer = certificate_identity(bundle.signing_certificate)
+    return Check(signer.describe() if signer else None, f"signed by {', '.join(names)} (issuer {issuer})")
 
 
 def check_legacy(
-    layers: dict[str, bytes], manifest: dict, name: str, digest: str, signers: tuple[Signer, ...], base: Path
-) -> tuple[bool, str | None, str]:
+    layers: dict[str, bytes], manifest: dict, digest: str, signers: tuple[Signer, ...], base: Path
+) -> Check:
     """A `.sig` image: the simple-signing payload must name `digest` and be signed by a policy key."""
     keyed = [s for s in signers if s.key]
     for layer in manifest.get("layers", []):
@@ -168,23 +176,64 @@ def check_legacy(
             continue
         payload = layers[layer["digest"]]
         annotations = layer.get("annotations", {})
-        signature = annotations.get("dev.cosignproject.cosign/signature", "")
         if "dev.sigstore.cosign/certificate" in annotations and not keyed:
-            return False, None, "keyless legacy signature present, not verifiable offline"
+            return Check(None, "keyless legacy signature present, not verifiable offline", "not verifiable")
         claimed = json.loads(payload).get("critical", {}).get("image", {}).get("docker-manifest-digest")
         if claimed != digest:
-            return False, None, f"the signature names {claimed}, not {digest}"
+            return Check(None, f"the signature names {claimed}, not {digest}", "other digest")
+        signature = base64.b64decode(annotations.get("dev.cosignproject.cosign/signature", ""))
         for signer in keyed:
-            key_path = Path(signer.key) if Path(signer.key).is_absolute() else base / signer.key
+            key_path = Path(str(signer.key))
+            key_path = key_path if key_path.is_absolute() else base / key_path
             key = serialization.load_pem_public_key(key_path.read_bytes())
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                continue  # cosign keys are ECDSA P-256
             try:
-                assert isinstance(key, ec.EllipticCurvePublicKey)
-                key.verify(base64.b64decode(signature), payload, ec.ECDSA(hashes.SHA256()))
-                return True, signer.describe(), f"signed with {key_path.name}"
-            except (InvalidSignature, ValueError, AssertionError):
+                key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+            except (InvalidSignature, ValueError):
                 continue
-        return False, None, "legacy signature present, but no policy key verifies it"
-    return False, None, "no simple-signing payload in the .sig image"
+            return Check(signer.describe(), f"signed with {key_path.name}")
+        return Check(None, "legacy signature present, but no policy key verifies it", "invalid signature")
+    return Check(None, "no simple-signing payload in the .sig image", "invalid signature")
+
+
+@dataclass(frozen=True)
+class SignatureSource:
+    """Reads signature artifacts of one repository with the shared skopeo client."""
+
+    name: str  # host[:port]/path
+    timeout: float
+
+    def _skopeo(self) -> Skopeo:
+        return Skopeo(run_subprocess, self.name, self.name.split("/", 1)[0], timeout=self.timeout)
+
+    def manifest(self, reference: str) -> bytes | None:
+        """The raw manifest of `name` + `reference` (`:tag` or `@digest`), or None if there is none."""
+        try:
+            return self._skopeo().inspect_raw(f"{self.name}{reference}")
+        except RegistryError as err:
+            if "does not exist" in str(err):
+                return None
+            raise
+
+    def layers(self, reference: str) -> dict[str, bytes]:
+        """The layer blobs of `name` + `reference`, by digest (via `skopeo copy … dir:`)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "artifact"
+            self._skopeo().copy(f"docker://{self.name}{reference}", f"dir:{out}", "--preserve-digests")
+            manifest = json.loads((out / "manifest.json").read_text())
+            return {
+                layer["digest"]: (out / layer["digest"].split(":", 1)[1]).read_bytes()
+                for layer in manifest.get("layers", [])
+            }
+
+    def bundle_descriptors(self, digest: str) -> list[dict]:
+        """Descriptors of bundle artifacts that refer to `digest`: referrers API, else the tag fallback."""
+        found = registry_api.referrers(self.name, digest, self.timeout)
+        if found is None:
+            index = self.manifest(":" + digest.replace(":", "-"))
+            found = json.loads(index).get("manifests", []) if index else []
+        return [m for m in found if m.get("artifactType") == BUNDLE_MEDIA_TYPE]
 
 
 def find_and_verify(
@@ -197,24 +246,26 @@ def find_and_verify(
     timeout: float = 60.0,
 ) -> list[Evidence]:
     """Evidence for the pinned digest and, for an index, its platform manifests."""
+    source = SignatureSource(name, timeout)
     found: list[Evidence] = []
     for digest in digests:
-        for descriptor in bundle_descriptors(name, digest, timeout):
-            layers = _layers(name, "@" + descriptor["digest"], timeout)
-            for blob in layers.values():
+        for descriptor in source.bundle_descriptors(digest):
+            for blob in source.layers("@" + descriptor["digest"]).values():
                 if not blob.lstrip().startswith(b"{"):
                     continue
-                ok, signer, detail = check_bundle(blob, digest, signers, trusted_root, offline)
+                bundle = sha256_digest(blob)
+                check = check_bundle(blob, digest, signers, trusted_root, offline)
+                detail = f"bundle {bundle}: {check.detail}"
                 found.append(
-                    Evidence(
-                        digest, "bundle", ok, signer, detail, "sha256:" + hashlib.sha256(blob).hexdigest()
-                    )
+                    Evidence(digest, "bundle", check.verified, check.signer, detail, bundle, check.failure)
                 )
         sig_tag = ":" + digest.replace(":", "-") + ".sig"
-        legacy = _manifest(name, sig_tag, timeout)
+        legacy = source.manifest(sig_tag)
         if legacy is not None:
-            sig_digest = "sha256:" + hashlib.sha256(legacy).hexdigest()  # over the registry's bytes
-            layers = _layers(name, sig_tag, timeout)
-            ok, signer, detail = check_legacy(layers, json.loads(legacy), name, digest, signers, policy_dir)
-            found.append(Evidence(digest, "legacy", ok, signer, detail, sig_digest))
+            sig_digest = sha256_digest(legacy)  # over the registry's bytes
+            check = check_legacy(source.layers(sig_tag), json.loads(legacy), digest, signers, policy_dir)
+            detail = f"signature {sig_digest}: {check.detail}"
+            found.append(
+                Evidence(digest, "legacy", check.verified, check.signer, detail, sig_digest, check.failure)
+            )
     return found

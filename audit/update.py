@@ -8,7 +8,7 @@ from pathlib import Path
 
 from containerlock import lockfile
 from containerlock.lockfile import Lock, LockEntry
-from containerlock.reference import ImageReference, parse_url
+from containerlock.reference import ImageReference
 
 from .registry import resolve_all
 from .scan import Found
@@ -64,10 +64,7 @@ def _targets(found: Sequence[Found], lock: Lock, images: Iterable[str]) -> dict[
             if f.ref is not None and f.ref.digest is None:
                 targets.setdefault(f.ref.tagged, f.ref)
     else:
-        targets = {
-            key: parse_url("docker://" + key.rsplit(":", 1)[0] + ";tag=" + key.rsplit(":", 1)[1])
-            for key in lock.entries
-        }
+        targets = {key: lockfile.key_reference(key) for key in lock.entries}
     if wanted:
         unknown = sorted(wanted - set(targets) - set(lock.entries))
         if unknown:
@@ -75,8 +72,7 @@ def _targets(found: Sequence[Found], lock: Lock, images: Iterable[str]) -> dict[
                 f"--image {', '.join(unknown)}: not used by the scanned recipes nor in the lockfile"
             )
         for key in wanted - set(targets):
-            name, tag = key.rsplit(":", 1)
-            targets[key] = parse_url(f"docker://{name};tag={tag}")
+            targets[key] = lockfile.key_reference(key)
         targets = {k: v for k, v in targets.items() if k in wanted}
     return dict(sorted(targets.items()))
 

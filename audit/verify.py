@@ -9,10 +9,10 @@ from pathlib import Path
 from containerlock import lockfile
 from containerlock.lockfile import Lock, LockEntry
 from containerlock.policy import Policy
+from containerlock.skopeo import RegistryError
 
-from .registry import RegistryError
 from .scan import Found
-from .signatures import Evidence, find_and_verify
+from .signatures import FAILURES, Evidence, find_and_verify
 
 
 @dataclass
@@ -30,6 +30,7 @@ class ImageVerdict:
         return sorted({e.digest for e in self.evidence if e.verified})
 
     def status(self, platforms: Sequence[str]) -> str:
+        """verified, not required, error, unsigned, or why the signatures found were rejected."""
         if self.error:
             return "error"
         if not self.required:
@@ -37,7 +38,8 @@ class ImageVerdict:
         signed = set(self.signed_digests)
         if self.digest in signed or (platforms and set(platforms) <= signed):
             return "verified"
-        return "unsigned"
+        failures = {e.failure for e in self.evidence if e.failure}
+        return next((f for f in FAILURES if f in failures), "unsigned")
 
 
 def targets(found: Sequence[Found], lock: Lock) -> dict[str, tuple[str, LockEntry | None]]:
@@ -67,7 +69,7 @@ def verify(
     """A verdict per pinned reference, with the platform digests that were considered."""
     verdicts = []
     for key, (digest, entry) in targets(found, lock).items():
-        name = key.rsplit(":", 1)[0]
+        name = lockfile.key_reference(key).name
         signers = policy.signers_for(name)
         platforms = sorted(set((entry.platforms if entry else {}).values()) - {digest})
         verdict = ImageVerdict(key, digest, tuple(s.describe() for s in signers))

@@ -11,6 +11,8 @@ import sys
 import bb.fetch2
 import pytest
 
+from audit import registry_api
+from containerlock.skopeo import RegistryError
 from tests.harness.bitbake import PAYLOAD_TASKS, BuildDir
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.images import ImageFactory
@@ -85,6 +87,42 @@ def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
             and f"{private.host}/secret/app:1.0" in denied.stderr
         )
 
+        # `verify` logs in with the same auth files: the referrers API (this registry has none:
+        # 404) and the sha256-<hex> tag fallback (404 once logged in); anonymous, it gets a 401.
+        # The referrers client answers the registry's challenge like skopeo (tags/list needs a login).
+        assert registry_api.get_json(private.host, "secret/app/tags/list", "application/json", 10)[
+            "tags"
+        ] == ["1.0"]
+        policy = tmp_path / "policy.toml"
+        policy.write_text(
+            f'version = 1\n[[signers]]\nimages = ["{private.host}/*"]\nissuer = "https://i.example"\n'
+            'identity = "release@team.example"\n'
+        )
+        mark = private.mark()
+        verify_args = [sys.executable, "-m", "audit", "verify", str(build.recipes), "--lockfile", str(lock)]
+        verify_args += ["--policy", str(policy), "--json"]
+        verified = subprocess.run(verify_args, capture_output=True, text=True)
+        report = json.loads(verified.stdout)["images"][0]
+        assert (report["status"], report["error"], report["evidence"]) == ("unsigned", None, []), (
+            verified.stderr
+        )
+        logged = private.requests(mark)
+        assert [r.status for r in logged if "/referrers/" in r.path] == [404]
+        fallback = f"/manifests/{image.digest.replace(':', '-')}"
+        assert [r.status for r in logged if r.path.endswith(fallback) and r.method == "GET"][-1] == 404
+        anonymous_verify = subprocess.run(
+            verify_args,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": str(tmp_path / "anonymous")},
+        )
+        assert "401" in json.loads(anonymous_verify.stdout)["images"][0]["error"]
+        monkeypatch.setenv("HOME", str(tmp_path / "anonymous"))
+        with pytest.raises(RegistryError, match="401"):
+            registry_api.get_json(private.host, "secret/app/tags/list", "application/json", 10)
+        monkeypatch.setenv("HOME", str(home))
+        texts_verify = [verified.stdout, verified.stderr, anonymous_verify.stdout, anonymous_verify.stderr]
+
         # Userinfo in a URL is refused, and the refusal does not repeat the password.
         bad = f"docker://{USER}:{PASSWORD}@{private.host}/secret/app;tag=1.0"
         with pytest.raises(bb.fetch2.MalformedUrl) as err:
@@ -92,6 +130,7 @@ def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
         assert "auth.json" in str(err.value) and PASSWORD not in str(err.value)
 
     texts = [
+        *texts_verify,
         sbom,
         update.stdout,
         update.stderr,

@@ -12,7 +12,7 @@ import bb.event
 import pytest
 
 from containerlock import lockfile
-from tests.harness.oci_push import OCI_INDEX, OCI_MANIFEST, attach_bundle, attach_legacy_signature
+from tests.harness.oci_push import OCI_MANIFEST, attach_bundle, attach_legacy_signature
 from tests.harness.sigstore_fixture import COSIGN_SIGN_PREDICATE, KeyPairSigner, PrivateSigstore, tamper
 
 IDENTITY, ISSUER = "release@team.example", "https://issuer.team.example"
@@ -141,24 +141,43 @@ def test_valid_signature_passes_and_is_recorded(signed_world) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "complaint"),
+    ("name", "status", "complaint"),
     [
         (
             "wrong-identity",
+            "wrong identity",
             "signed by intruder@evil.example (issuer https://issuer.team.example), which no required",
         ),
-        ("wrong-issuer", "(issuer https://issuer.evil.example), which no required signer accepts"),
-        ("other-digest", "the signed statement is about another digest"),
-        ("tampered", "bundle does not verify: DSSE: invalid signature"),
-        ("attestation", "an attestation (https://slsa.dev/provenance/v1), not a signature"),
-        ("legacy-wrong-key", "legacy signature present, but no policy key verifies it"),
-        ("legacy-keyless", "keyless legacy signature present, not verifiable offline"),
+        (
+            "wrong-issuer",
+            "wrong issuer",
+            "(issuer https://issuer.evil.example), which no required signer accepts",
+        ),
+        ("other-digest", "other digest", "the signed statement is about another digest"),
+        ("tampered", "invalid signature", "bundle does not verify: DSSE: invalid signature"),
+        (
+            "attestation",
+            "attestation only",
+            "an attestation (https://slsa.dev/provenance/v1), not a signature",
+        ),
+        ("legacy-wrong-key", "invalid signature", "legacy signature present, but no policy key verifies it"),
+        ("legacy-keyless", "not verifiable", "keyless legacy signature present, not verifiable offline"),
     ],
 )
-def test_bad_signatures_fail_with_a_specific_message(signed_world, name, complaint) -> None:
+def test_bad_signatures_fail_with_a_specific_status_and_message(
+    signed_world, name, status, complaint
+) -> None:
     item = signed_world["report"][f"verify/{name}:1.0"]
-    assert item["status"] == "unsigned"
+    assert item["status"] == status
     assert complaint in details(item)
+    for evidence in item["evidence"]:  # each detail names the signature artifact's own digest
+        assert evidence["source"].startswith("sha256:") and evidence["source"] in evidence["detail"]
+
+
+def test_verify_uses_sigstore_policies_without_the_no_op_warning(signed_world) -> None:
+    """Identity/issuer are checked by a sigstore VerificationPolicy, not after an UnsafeNoOp pass."""
+    stderr = signed_world["result"].stderr
+    assert "no-op" not in stderr.lower() and "unsafe" not in stderr.lower(), stderr
 
 
 def test_missing_signature_fails(signed_world) -> None:
@@ -209,4 +228,3 @@ def test_human_output_and_bad_trust_root(signed_world, tmp_path) -> None:
     assert text.returncode == 1 and "verified" in text.stdout and "unsigned" in text.stdout
     missing = cli("verify", str(signed_world["layer"]), "--trusted-root", str(tmp_path / "nope.json"))
     assert missing.returncode == 2
-    assert OCI_INDEX  # the fallback index type the registry stored

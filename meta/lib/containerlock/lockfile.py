@@ -20,7 +20,7 @@ from typing import Any
 
 from .files import atomic_write
 from .platform import Platform, PlatformError
-from .reference import InvalidReference, parse_url, validate_digest
+from .reference import ImageReference, InvalidReference, parse_url, validate_digest
 
 LOCK_VERSION = 1
 
@@ -63,6 +63,14 @@ class Lock:
 
     def get(self, key: str) -> LockEntry | None:
         return self.entries.get(key)
+
+
+def key_reference(key: str) -> ImageReference:
+    """The image reference a lock key `host[:port]/path:tag` names (InvalidReference if malformed)."""
+    name, sep, tag = key.rpartition(":")
+    if not sep or "/" in tag:
+        raise InvalidReference(f"lock key '{key}' is not host[:port]/path:tag")
+    return parse_url(f"docker://{name};tag={tag}")
 
 
 def normalise_key(text: str) -> str:

@@ -50,19 +50,19 @@ class Signer:
     def applies_to(self, name: str) -> bool:
         return any(fnmatch(name, pattern) for pattern in self.images)
 
-    def accepts(self, issuer: str, identity: str) -> bool:
-        """Does a keyless certificate's issuer and identity satisfy this signer?"""
+    def accepts_issuer(self, issuer: str) -> bool:
+        """Is a keyless certificate's OIDC issuer this signer's?"""
         if self.key:
             return False
-        ok_issuer = (
-            issuer == self.issuer if self.issuer else bool(re.fullmatch(self.issuer_regex or ".*", issuer))
-        )
-        ok_identity = (
-            identity == self.identity
-            if self.identity
-            else bool(re.fullmatch(self.identity_regex or ".*", identity))
-        )
-        return ok_issuer and ok_identity
+        return issuer == self.issuer if self.issuer else bool(re.fullmatch(self.issuer_regex or ".*", issuer))
+
+    def accepts(self, issuer: str, identity: str) -> bool:
+        """Does a keyless certificate's issuer and identity satisfy this signer?"""
+        if not self.accepts_issuer(issuer):
+            return False
+        if self.identity:
+            return identity == self.identity
+        return bool(re.fullmatch(self.identity_regex or ".*", identity))
 
     def describe(self) -> str:
         if self.key:
