@@ -49,7 +49,9 @@ def resolve_all(
     def one(ref: ImageReference) -> Resolution:
         try:
             return Resolution(ref, resolver(ref, timeout))
-        except (RegistryError, mf.ManifestError, ValueError) as err:
+        except RegistryError as err:  # names the image already
+            return Resolution(ref, None, str(err))
+        except (mf.ManifestError, ValueError) as err:
             return Resolution(ref, None, f"{ref.tagged}: {err}")
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

@@ -293,7 +293,10 @@ def test_update_keeps_going_past_registry_errors(build, image_factory, tmp_path)
     lock_path = tmp_path / "lock.json"
     result = cli("update", str(build.recipes), "--lockfile", str(lock_path), "--timeout", "20")
     assert result.returncode == 3
-    assert f"{good.host}/lock/good:nope: the tag or digest does not exist" in result.stderr
+    assert (
+        f"{good.host}/lock/good:nope: manifest lookup from registry {good.host} failed: "
+        "the tag or digest does not exist" in result.stderr
+    )
     assert "127.0.0.1:9/lock/down:1:" in result.stderr
     assert set(lockfile.load(lock_path).entries) == {good.reference}
 
