@@ -33,14 +33,14 @@ def main() -> None:
             start = time.perf_counter()
             probe.run(probe.write_recipe("probe_1.0", f'SRC_URI = "{url}"\n'), "do_fetch")
             full = time.perf_counter() - start
-            killed = finished = bad = failed_after = 0
+            killed = finished = interrupted = bad = failed_after = 0
             for trial in range(args.trials):
                 dl_dir = workdir / f"dl-{trial}"
                 moment = rng.uniform(0.0, full)
-                if fetch_and_kill(workdir / f"killed-{trial}", dl_dir, url, moment):
-                    finished += 1
-                else:
-                    killed += 1
+                kill = fetch_and_kill(workdir / f"killed-{trial}", dl_dir, url, moment)
+                finished += kill.finished
+                killed += not kill.finished
+                interrupted += kill.interrupted_transfer
                 bad += len(store_problems(dl_dir))
                 after = build_dir(workdir, f"after-{trial}", dl_dir)
                 try:
@@ -56,8 +56,8 @@ def main() -> None:
                 shutil.rmtree(workdir / f"build-after-{trial}", ignore_errors=True)
             print(
                 f"{args.trials} trials (fetch {full:.2f} s, kill at uniform 0..{full:.2f} s): "
-                f"{killed} killed "
-                f"mid-fetch, {finished} finished first; next build failed {failed_after}x; "
+                f"{killed} killed mid-fetch ({interrupted} inside a blob transfer, partial data on disk), "
+                f"{finished} finished first; next build failed {failed_after}x; "
                 f"unverifiable blobs found {bad}x"
             )
     finally:

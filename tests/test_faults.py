@@ -59,6 +59,12 @@ def test_transient_faults_are_survived(build, image_factory, proxy, fault) -> No
     proxy.faults.append(fault)
     fetch(build, "transient", via(proxy, image))
     assert fault.fired == fault.times
+    retries = [m for m in build.events.messages(logging.WARNING) if "retrying in" in m]
+    if fault.kind == "slow" or fault.status == 429:
+        # slow is no failure; a 429 with Retry-After is waited out by skopeo itself (containers/image).
+        assert retries == []
+    else:  # container-lock's own retry ran (skopeo's internal ones alone would not warn)
+        assert retries and f"from {proxy.host}:" in retries[0] and "(1 of 3)" in retries[0], retries
     stored_blobs_verify(build)
 
 
@@ -89,7 +95,9 @@ def test_permanent_errors_fail_fast_with_the_cause(build, image_factory, proxy) 
     message = "\n".join(build.events.messages(logging.ERROR))
     assert f"{proxy.host}/faults/permanent:nope: manifest lookup from registry {proxy.host} failed" in message
     assert "does not exist" in message and "attempts" not in message
-    assert image.digest  # the repository exists; only the tag is wrong
+    assert not [m for m in build.events.messages(logging.WARNING) if "retrying in" in m]  # not retried
+    # The repository exists (only the tag is wrong): its pinned digest fetches through the same proxy.
+    fetch(build, "permanent-ok", via(proxy, image))
 
 
 def test_retries_are_configurable(build, image_factory, proxy) -> None:

@@ -302,7 +302,7 @@ def test_registered_ahead_of_another_docker_fetcher(build, image_factory) -> Non
         build.run(recipe(build, "order", docker_url(image, image.digest)), "do_fetch")
         kinds = [type(m) for m in bb.fetch2.methods]
         assert kinds.index(DockerRegistryFetcher) < kinds.index(UpstreamLike)
-        assert DockerRegistryFetcher.__module__ != "container_fetcher"
+        assert DockerRegistryFetcher.__module__ == "containerlock.fetcher"  # not Isar's container_fetcher
     finally:
         bb.fetch2.methods[:] = [m for m in bb.fetch2.methods if not isinstance(m, UpstreamLike)]
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bb
@@ -284,46 +288,94 @@ def test_loader_waits_for_the_engine_then_fails_visibly(build, tmp_path, image_f
     assert podman.image_id(image.reference) is not None
 
 
-def test_loader_survives_a_full_disk_and_unknown_files(build, tmp_path, image_factory, podman) -> None:
-    images = [image_factory.single_arch(f"loader/disk-{i}", tag="1.0") for i in range(2)]
-    share = install_deb(build.run(loader_recipe(build, "disk", *images), *PACKAGE_TASKS), tmp_path / "target")
+def test_loader_reports_unknown_and_unsafe_image_list_lines(build, tmp_path, image_factory, podman) -> None:
+    """The loader script's own checks (no engine involved): bad lines fail visibly, the rest loads."""
+    images = [image_factory.single_arch(f"loader/lines-{i}", tag="1.0") for i in range(2)]
+    share = install_deb(
+        build.run(loader_recipe(build, "lines", *images), *PACKAGE_TASKS), tmp_path / "target"
+    )
     with (share / "image.list").open("a") as f:
         f.write("not-there.tar.zst 127.0.0.1:1/ghost:1 sha256:" + "0" * 64 + "\n")
         f.write("../../etc/passwd 127.0.0.1:1/evil:1 sha256:" + "1" * 64 + "\n")
         f.write("lonely-file-without-reference\n")
-    env = _shim(
-        tmp_path,
-        podman,
-        'if [ "$1" = load ]; then cat >/dev/null; '
-        'echo "Error: write /var/lib: no space left on device" >&2; exit 125; fi',
-    )
-    result = subprocess.run(
-        [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=120
-    )
+    result = run_loader(share, podman)
     assert result.returncode == 1
-    assert "no space left on device" in result.stderr
     assert "not-there.tar.zst is missing" in result.stderr
     assert "refusing file name '../../etc/passwd'" in result.stderr
     assert "has no reference" in result.stderr
-    assert all((share / "images" / f).exists() for f in os.listdir(share / "images"))  # nothing deleted
-    # Space again ("after power loss" the same: a rerun converges): everything real loads.
-    result = run_loader(share, podman)
-    assert result.returncode == 1  # the bogus lines still fail, visibly
     for image in images:
         assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
 
 
-def test_loader_rerun_after_power_loss_mid_load(build, tmp_path, image_factory, podman) -> None:
-    images = [image_factory.single_arch(f"loader/power-{i}", tag="1.0") for i in range(2)]
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MiB tmpfs: a real file system that runs out of space."""
+    mountpoint = tmp_path / "small-disk"
+    mountpoint.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mountpoint)], check=True)
+    yield mountpoint
+    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_engine_store_full_then_grown_rerun_converges(build, tmp_path, image_factory, small_disk) -> None:
+    """podman's real store on a full file system: loads fail with ENOSPC, nothing is deleted; with
+    space again, a rerun loads everything."""
+    noise = os.urandom(6 << 20)  # bigger than the disk, incompressible
+    images = [
+        image_factory.single_arch(f"loader/disk-{i}", tag="1.0", files={"n.bin": noise}) for i in range(2)
+    ]
+    recipe = loader_recipe(build, "disk", *images, extra='CONTAINER_DELETE_AFTER_LOAD = "1"')
+    share = install_deb(build.run(recipe, *PACKAGE_TASKS), tmp_path / "target")
+    engine = Podman(small_disk / "podman")
+    try:
+        full = run_loader(share, engine)
+        assert full.returncode == 1
+        assert "no space left on device" in full.stderr.lower(), full.stderr
+        assert len(list((share / "images").iterdir())) == 2  # nothing deleted after a failed load
+        subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)
+        again = run_loader(share, engine)
+        assert again.returncode == 0, again.stderr
+        for image in images:
+            assert (
+                engine.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
+            )
+        assert list((share / "images").iterdir()) == []  # deleted once verified
+    finally:
+        engine.close()
+
+
+def _kill_engine_load(store: Path, timeout: float = 60.0) -> bool:
+    """SIGKILL the first `podman … load` on `store` once it runs; whether one was killed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(store).encode() in argv and b"load" in argv:
+                time.sleep(0.05)  # into the load
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+                return True
+        time.sleep(0.002)
+    return False
+
+
+def test_engine_killed_mid_load_then_rerun_converges(build, tmp_path, image_factory, podman) -> None:
+    """Power loss during a load: the real `podman load` is killed half-way; the next boot loads all."""
+    noise = os.urandom(24 << 20)  # a load that takes long enough to be cut
+    images = [
+        image_factory.single_arch(f"loader/power-{i}", tag="1.0", files={"n.bin": noise}) for i in range(2)
+    ]
     share = install_deb(
         build.run(loader_recipe(build, "power", *images), *PACKAGE_TASKS), tmp_path / "target"
     )
-    # The first load is cut off half-way (the engine dies with the power).
-    env = _shim(tmp_path, podman, 'if [ "$1" = load ]; then head -c 1000 >/dev/null; kill -9 $$; fi')
-    first = subprocess.run(
-        [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert first.returncode == 1
+    with ThreadPoolExecutor(1) as pool:
+        killer = pool.submit(_kill_engine_load, podman.workdir / "root")
+        first = run_loader(share, podman)
+        assert killer.result() is True
+    assert first.returncode == 1 and "failed" in first.stderr
     second = run_loader(share, podman)
     assert second.returncode == 0, second.stderr
     for image in images:
