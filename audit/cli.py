@@ -19,14 +19,14 @@ from rich.table import Table
 
 from containerlock import lockfile
 from containerlock import lockfile as lockfile_module
-from containerlock.policy import PolicyError
+from containerlock.policy import Policy, PolicyError
 from containerlock.policy import load as load_policy
 from containerlock.reference import InvalidReference
 from policies.evaluate import evaluate
 
 from . import __version__
 from . import update as updating
-from .scan import ScanError, scan
+from .scan import Found, ScanError, scan
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_REGISTRY = 0, 1, 2, 3
 
@@ -60,7 +60,7 @@ def load_lock(path: Path) -> lockfile.Lock:
         fail(str(error))
 
 
-def scan_paths(paths: tuple[Path, ...], defines: tuple[str, ...]) -> list:
+def scan_paths(paths: tuple[Path, ...], defines: tuple[str, ...]) -> list[Found]:
     try:
         return scan(paths, parse_defines(defines))
     except ScanError as error:
@@ -105,6 +105,12 @@ def policy_option(text: str):
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+timeout_option = click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    help="Seconds per registry request (skopeo --command-timeout).",
+)
 
 
 @main.command("update")
@@ -113,7 +119,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @click.option("--image", "images", multiple=True, metavar="REF", help="Only this reference (repeatable).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if the lock is missing entries or stale.")
 @click.option("--jobs", "-j", default=8, show_default=True, help="Registry lookups in parallel.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds per registry lookup.")
+@timeout_option
 @define_option
 @json_option
 def update_command(
@@ -191,6 +197,17 @@ def update_command(
         sys.exit(EXIT_CHECK_FAILED)
 
 
+def policy_inputs(
+    policy_spec: str, paths: tuple[Path, ...], defines: tuple[str, ...], lockfile: Path
+) -> tuple[Policy, list[Found], lockfile_module.Lock]:
+    """The policy, the docker:// URLs of the recipes in PATHS and the lock; exit 2 on bad input."""
+    try:
+        policy = load_policy(policy_spec)
+    except PolicyError as error:
+        fail(str(error))
+    return policy, scan_paths(paths, defines), load_lock(lockfile)
+
+
 @main.command("check")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @lockfile_option
@@ -201,12 +218,7 @@ def check_command(
     paths: tuple[Path, ...], lockfile: Path, policy_spec: str, defines: tuple[str, ...], as_json: bool
 ) -> None:
     """Evaluate a policy over the recipes in PATHS and the lockfile (no network)."""
-    try:
-        policy = load_policy(policy_spec)
-    except PolicyError as error:
-        fail(str(error))
-    found = scan_paths(paths, defines)
-    lock = load_lock(lockfile)
+    policy, found, lock = policy_inputs(policy_spec, paths, defines, lockfile)
     findings = evaluate(found, lock, lockfile if lockfile.exists() else None, policy)
     errors = [f for f in findings if f.severity == "error"]
     if as_json:
@@ -273,14 +285,14 @@ def sbom_command(
     document against the schema, and refuses to write an invalid one.
     """
     from sbom.generate import generate
-    from sbom.manifests import ManifestError
+    from sbom.manifests import BuildManifestError
     from sbom.output import SbomError, write
 
     if bool(manifests) == bool(deploy_dir):
         fail("give either build manifest files or --deploy-dir")
     try:
         text = generate(manifests, deploy_dir, lockfile, merge_into, fmt, source_date_epoch)
-    except (ManifestError, SbomError, lockfile_module.LockfileError) as error:
+    except (BuildManifestError, SbomError, lockfile_module.LockfileError) as error:
         fail(str(error))
     if output is None:
         sys.stdout.write(text)
@@ -300,7 +312,7 @@ def sbom_command(
 )
 @click.option("--offline", is_flag=True, help="Use the cached public trust root; do not update it.")
 @click.option("--record", is_flag=True, help="Write verified signers into the lockfile.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds per registry request.")
+@timeout_option
 @define_option
 @json_option
 def verify_command(
@@ -322,12 +334,7 @@ def verify_command(
     from . import verify as verifying
     from .signatures import FAILURES
 
-    try:
-        policy = load_policy(policy_spec)
-    except PolicyError as error:
-        fail(str(error))
-    found = scan_paths(paths, defines)
-    lock = load_lock(lockfile)
+    policy, found, lock = policy_inputs(policy_spec, paths, defines, lockfile)
     policy_dir = Path(policy_spec).parent if Path(policy_spec).is_file() else Path.cwd()
     verdicts = verifying.verify(found, lock, policy, policy_dir, trusted_root, offline, timeout)
     written = verifying.record(lockfile, verdicts) if record else False

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import machine
+from containerlock.package import MANIFEST_VERSION
+from containerlock.record import RECORD_VERSION
 
 
 def digest(*parts: object) -> str:
@@ -29,6 +31,7 @@ def image_facts(n: int) -> dict:
     reference = f"registry.example:5000/team/app{n:03d}"
     manifest = digest("manifest", n)
     return {
+        "version": RECORD_VERSION,
         "reference": reference,
         "tag": "1.0",
         "platform": "linux/amd64",
@@ -66,7 +69,7 @@ def main() -> None:
             (deploy / f"pkg{p}.json").write_text(
                 json.dumps(
                     {
-                        "version": 1,
+                        "version": MANIFEST_VERSION,
                         "package": {"name": f"pkg{p}", "version": "1.0", "arch": "amd64"},
                         "engine": "docker",
                         "source_date_epoch": 1700000000,

@@ -13,6 +13,7 @@ from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.tool import ToolRepository
+from packageurl import PackageURL
 
 from containerlock.lockfile import Lock
 from containerlock.version import tool_version
@@ -21,6 +22,17 @@ from .manifests import ImageFacts, PackageManifest
 from .purl import deb_purl, oci_purl, platform_arch
 
 PROPERTY = "container-lock"
+# Image component properties (`container-lock:<name with dashes>`) ← ImageFacts fields.
+IMAGE_PROPERTIES = {
+    "platform": "platform",
+    "image_id": "config",
+    "pinned_digest": "digest",
+    "package_file": "file",
+    "archive_sha256": "file_sha256",
+    "archive_size": "file_size",
+    "archive_format": "archive_format",
+    "compression": "compression",
+}
 SERIAL_NAMESPACE = uuid.UUID("6b0b6a43-8d1f-4d2a-9a54-3c1b2f4f6d10")
 
 
@@ -50,23 +62,13 @@ def image_component(image: ImageFacts, package: PackageManifest, lock: Lock | No
     extra = {}
     if lock is not None and (entry := lock.get(f"{image.reference}:{image.tag}")):
         extra["locked_digest"] = entry.digest
-    return Component(
-        type=ComponentType.CONTAINER,
-        name=image.reference,
-        version=image.tag,
-        bom_ref=purl.to_string(),
-        purl=purl,
-        hashes=_sha(image.manifest),
-        components=layers,
-        properties=_props(
-            platform=image.platform,
-            image_id=image.config,
-            pinned_digest=image.digest,
-            package_file=image.file,
-            archive_sha256=image.file_sha256,
-            archive_size=image.file_size,
-            archive_format=image.archive_format,
-            compression=image.compression,
+    return _container(
+        image,
+        purl,
+        image.manifest,
+        layers,
+        _props(
+            **{name: getattr(image, field) for name, field in IMAGE_PROPERTIES.items()},
             loader_engine=package.engine,
             **extra,
         ),
@@ -76,15 +78,22 @@ def image_component(image: ImageFacts, package: PackageManifest, lock: Lock | No
 def index_component(image: ImageFacts, variants: Sequence[Component]) -> Component:
     """The multi-arch index an image was pinned by, with the embedded platform images nested in it."""
     purl = oci_purl(image.reference, image.digest, image.tag)
+    return _container(image, purl, image.digest, variants, _props(kind="image-index"))
+
+
+def _container(
+    image: ImageFacts, purl: PackageURL, digest: str, children: Sequence[Component], props: list[Property]
+) -> Component:
+    """A `container` component named by the image reference and tag, identified by `digest`."""
     return Component(
         type=ComponentType.CONTAINER,
         name=image.reference,
         version=image.tag,
         bom_ref=purl.to_string(),
         purl=purl,
-        hashes=_sha(image.digest),
-        components=variants,
-        properties=_props(kind="image-index"),
+        hashes=_sha(digest),
+        components=children,
+        properties=props,
     )
 
 

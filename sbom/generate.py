@@ -24,7 +24,7 @@ def generate(
     elif deploy_dir is not None:
         loaded = manifests.from_deploy_dir(deploy_dir)
     else:
-        raise manifests.ManifestError("give build manifests or --deploy-dir")
+        raise manifests.BuildManifestError("give build manifests or --deploy-dir")
     lock = lockfile.load(lock_path) if lock_path is not None else None
     bom, edges = document.build(loaded, lock, source_date_epoch)
     if merge_into is not None:

@@ -7,18 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from containerlock.manifest import Descriptor
 from containerlock.package import MANIFEST_VERSION
+from containerlock.record import ImageRecord, RecordError
 
 
-class ManifestError(ValueError):
+class BuildManifestError(ValueError):
     """A build manifest cannot be used; the text names the file."""
-
-
-@dataclass(frozen=True)
-class Layer:
-    digest: str
-    size: int
-    media_type: str
 
 
 @dataclass(frozen=True)
@@ -31,7 +26,7 @@ class ImageFacts:
     platform: str
     manifest: str  # the platform's manifest digest
     config: str  # image ID
-    layers: tuple[Layer, ...]
+    layers: tuple[Descriptor, ...]
     file: str  # path in the package
     file_sha256: str
     file_size: int
@@ -55,15 +50,21 @@ class PackageManifest:
     images: tuple[ImageFacts, ...]
 
 
-def _image(raw: dict[str, Any]) -> ImageFacts:
+def _image(raw: dict[str, Any], where: str) -> ImageFacts:
+    """An image entry: the fetcher's image record (its version checked) plus the packaged file."""
+    record = ImageRecord.from_json(raw, where)
+    if record.manifest is None or record.config is None or record.layers is None:
+        raise BuildManifestError(
+            f"{where}: the image record of {record.tagged} has no manifest/config/layers"
+        )
     return ImageFacts(
-        reference=raw["reference"],
-        tag=raw["tag"],
-        digest=raw["digest"],
-        platform=raw["platform"],
-        manifest=raw["manifest"],
-        config=raw["config"],
-        layers=tuple(Layer(x["digest"], int(x["size"]), x.get("mediaType", "")) for x in raw["layers"]),
+        reference=record.reference,
+        tag=record.tag,
+        digest=record.digest,
+        platform=record.platform,
+        manifest=record.manifest,
+        config=record.config,
+        layers=record.layers,
         file=raw["file"],
         file_sha256=raw["file_sha256"],
         file_size=int(raw["file_size"]),
@@ -77,7 +78,10 @@ def load(path: Path) -> PackageManifest:
     try:
         doc = json.loads(path.read_text())
         if doc.get("version") != MANIFEST_VERSION:
-            raise ManifestError(f"{path}: manifest version {doc.get('version')!r} is not {MANIFEST_VERSION}")
+            raise BuildManifestError(
+                f"{path}: manifest version {doc.get('version')!r} is not {MANIFEST_VERSION} "
+                "(written by another container-lock): rebuild the loader package"
+            )
         package = doc["package"]
         return PackageManifest(
             name=package["name"],
@@ -85,16 +89,18 @@ def load(path: Path) -> PackageManifest:
             arch=package["arch"],
             engine=doc["engine"],
             source_date_epoch=int(doc.get("source_date_epoch") or 0),
-            images=tuple(_image(i) for i in doc["images"]),
+            images=tuple(_image(i, f"{path}: image {n}") for n, i in enumerate(doc["images"])),
         )
     except FileNotFoundError:
-        raise ManifestError(f"{path}: no such manifest") from None
+        raise BuildManifestError(f"{path}: no such manifest") from None
     except json.JSONDecodeError as err:
-        raise ManifestError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        raise BuildManifestError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    except RecordError as err:
+        raise BuildManifestError(str(err)) from None
     except (KeyError, TypeError, ValueError, AttributeError) as err:
-        if isinstance(err, ManifestError):
+        if isinstance(err, BuildManifestError):
             raise
-        raise ManifestError(
+        raise BuildManifestError(
             f"{path}: not a container-lock build manifest ({err!r} missing or wrong)"
         ) from None
 
@@ -104,5 +110,5 @@ def from_deploy_dir(deploy_dir: Path) -> list[PackageManifest]:
     directory = deploy_dir / "container-lock" if (deploy_dir / "container-lock").is_dir() else deploy_dir
     paths = sorted(p for p in directory.glob("*.json") if not p.name.endswith(".cdx.json"))
     if not paths:
-        raise ManifestError(f"{directory}: no build manifests (*.json); build a loader recipe first")
+        raise BuildManifestError(f"{directory}: no build manifests (*.json); build a loader recipe first")
     return [load(p) for p in paths]

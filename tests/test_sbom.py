@@ -13,6 +13,7 @@ import bb.event
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from containerlock.package import MANIFEST_VERSION
 from tests.harness.bitbake import PAYLOAD_TASKS
 
 SBOM_TASKS = (*PAYLOAD_TASKS, "do_deploy_container_manifest")
@@ -176,10 +177,13 @@ def test_merge_into_a_debsbom_style_image_sbom(build, image_factory, tmp_path) -
 
 
 def test_bad_manifest_is_refused_naming_the_file(tmp_path) -> None:
-    (tmp_path / "x.json").write_text('{"version": 1, "package": {}}')
+    (tmp_path / "x.json").write_text(json.dumps({"version": MANIFEST_VERSION, "package": {}}))
     result = cli("sbom", str(tmp_path / "x.json"))
     assert (
         result.returncode == 2
         and "x.json" in result.stderr
         and "not a container-lock build manifest" in result.stderr
     )
+    (tmp_path / "old.json").write_text(json.dumps({"version": MANIFEST_VERSION - 1, "package": {}}))
+    result = cli("sbom", str(tmp_path / "old.json"))
+    assert result.returncode == 2 and "rebuild the loader package" in result.stderr

@@ -26,6 +26,17 @@ class Descriptor:
     digest: str
     size: int
 
+    @classmethod
+    def from_json(cls, obj: Any) -> Descriptor:
+        """A descriptor object (`mediaType`, `digest`, `size`); ManifestError if malformed."""
+        try:
+            return cls(str(obj["mediaType"]), str(obj["digest"]), int(obj["size"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ManifestError(f"malformed descriptor {obj!r}") from err
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
 
 @dataclass(frozen=True)
 class ImageManifest:
@@ -39,13 +50,6 @@ class ImageManifest:
     def blobs(self) -> tuple[Descriptor, ...]:
         """The config followed by the layers."""
         return (self.config, *self.layers)
-
-
-def _descriptor(obj: Any) -> Descriptor:
-    try:
-        return Descriptor(str(obj["mediaType"]), str(obj["digest"]), int(obj["size"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ManifestError(f"malformed descriptor {obj!r}") from err
 
 
 def load(raw: bytes) -> dict[str, Any]:
@@ -86,4 +90,6 @@ def image_manifest(doc: dict[str, Any]) -> ImageManifest:
     layers = doc.get("layers")
     if not isinstance(layers, list):
         raise ManifestError("manifest has no layer list")
-    return ImageManifest(kind, _descriptor(doc.get("config")), tuple(map(_descriptor, layers)))
+    return ImageManifest(
+        kind, Descriptor.from_json(doc.get("config")), tuple(map(Descriptor.from_json, layers))
+    )

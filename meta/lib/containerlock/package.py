@@ -19,7 +19,7 @@ from .record import ImageRecord, RecordError
 COMPRESSIONS = ("zst", "xz", "gz", "none")
 # Debian packages that provide the decompressor the loader calls on the target.
 DECOMPRESSOR_PACKAGES = {"zst": "zstd", "xz": "xz-utils", "gz": "gzip", "none": ""}
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: each image entry is a versioned image record plus the packaged file
 
 
 class PackagingError(RuntimeError):
@@ -166,7 +166,7 @@ def install_payload(
         lines.append(f"{name} {image.tagged} {config}\n")
         entries.append(
             {
-                **{k: v for k, v in image.facts.to_json().items() if k != "version"},
+                **image.facts.to_json(),  # the image record, with its own version
                 "file": f"/usr/share/{settings.bpn}/images/{name}",
                 "file_sha256": file_digest(target),
                 "file_size": target.stat().st_size,

@@ -15,6 +15,7 @@ from typing import Any
 
 from .files import atomic_write, canonical_json
 from .image import ResolvedImage
+from .manifest import Descriptor
 from .reference import ImageReference
 
 RECORD_VERSION = 1
@@ -22,18 +23,6 @@ RECORD_VERSION = 1
 
 class RecordError(ValueError):
     """A record is unreadable, of another version, or lacks a fact."""
-
-
-@dataclass(frozen=True)
-class LayerFact:
-    """One layer blob of a platform image."""
-
-    digest: str
-    size: int
-    media_type: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"digest": self.digest, "size": self.size, "mediaType": self.media_type}
 
 
 @dataclass(frozen=True)
@@ -51,12 +40,11 @@ class ImageRecord:
     platform: str
     manifest: str | None = None
     config: str | None = None
-    layers: tuple[LayerFact, ...] | None = None
+    layers: tuple[Descriptor, ...] | None = None  # the platform manifest's layer descriptors
 
     @classmethod
     def of(cls, ref: ImageReference, image: ResolvedImage, contents: bool = False) -> ImageRecord:
         """The record of `ref` resolved to `image`; with `contents`, its config and layers too."""
-        layers = tuple(LayerFact(b.digest, b.size, b.media_type) for b in image.manifest.layers)
         return cls(
             ref.name,
             ref.tag,
@@ -64,7 +52,7 @@ class ImageRecord:
             str(image.platform),
             image.manifest_digest,
             config=image.manifest.config.digest if contents else None,
-            layers=layers if contents else None,
+            layers=image.manifest.layers if contents else None,
         )
 
     @property
@@ -109,9 +97,7 @@ class ImageRecord:
                 platform=_text(doc, "platform"),
                 manifest=doc.get("manifest"),
                 config=doc.get("config"),
-                layers=None
-                if layers is None
-                else tuple(LayerFact(str(x["digest"]), int(x["size"]), str(x["mediaType"])) for x in layers),
+                layers=None if layers is None else tuple(Descriptor.from_json(x) for x in layers),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise RecordError(f"{where}: malformed image record ({err})") from None
