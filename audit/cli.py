@@ -389,3 +389,57 @@ def verify_command(
         sys.exit(EXIT_REGISTRY)
     if failed:
         sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command("inventory")
+@click.argument("source")
+@click.option(
+    "--platform", "platform_text", metavar="OS/ARCH[/VARIANT]", help="Of a multi-arch image (default: host)."
+)
+@timeout_option
+@json_option
+def inventory_command(source: str, platform_text: str | None, timeout: float, as_json: bool) -> None:
+    """The packages inside an image: SOURCE is an image reference (pulled to a temporary
+    directory) or a build manifest (what the build recorded).
+
+    dpkg (status and distroless status.d), apk, rpm (sqlite), Python distributions and
+    os-release, each package with the layer that brought it.
+    """
+    from containerlock.inventory import InventoryError
+    from containerlock.platform import Platform, PlatformError
+    from containerlock.skopeo import RegistryError
+    from sbom.manifests import BuildManifestError
+
+    from . import inventory as listing
+
+    try:
+        if Path(source).is_file():
+            found = listing.of_manifest(Path(source))
+        else:
+            platform = Platform.parse(platform_text) if platform_text else None
+            found = [listing.of_image(source, platform, timeout)]
+    except (InventoryError, PlatformError, BuildManifestError) as error:
+        fail(str(error))
+    except RegistryError as error:
+        fail(str(error), EXIT_REGISTRY)
+    if as_json:
+        print(
+            json.dumps(
+                {name: inv.to_json() if inv else None for name, inv in found}, indent=2, sort_keys=True
+            )
+        )
+        return
+    for name, inv in found:
+        if inv is None:
+            out.print(f'{escape(name)}: no inventory in the build manifest (CONTAINER_INVENTORY = "0"?)')
+            continue
+        title = f"{name}: {inv.os.get('PRETTY_NAME', 'no os-release')}, {len(inv.packages)} packages"
+        table = Table("type", "name", "version", "arch", "source", "license", "layer", title=escape(title))
+        for item in inv.packages:
+            p = item.package
+            table.add_row(
+                p.type, p.name, p.version, p.arch or "", p.source or "", p.license or "", short(item.layer)
+            )
+        out.print(table)
+        for note in inv.notes:
+            err.print(f"[yellow]note:[/] {escape(note)}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from cyclonedx.factory.license import LicenseFactory
 from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
@@ -19,7 +20,7 @@ from containerlock.lockfile import Lock
 from containerlock.version import tool_version
 
 from .manifests import ImageFacts, PackageManifest
-from .purl import deb_purl, oci_purl, platform_arch
+from .purl import deb_purl, inventory_purl, oci_purl, platform_arch
 
 PROPERTY = "container-lock"
 # Image component properties (`container-lock:<name with dashes>`) ← ImageFacts fields.
@@ -42,8 +43,32 @@ def _sha(digest: str) -> list[HashType]:
 
 def _props(**values: object) -> list[Property]:
     return [
-        Property(name=f"{PROPERTY}:{k.replace('_', '-')}", value=str(v)) for k, v in sorted(values.items())
+        Property(name=f"{PROPERTY}:{k.replace('_', '-')}", value=str(v))
+        for k, v in sorted(values.items())
+        if v is not None
     ]
+
+
+def inventory_components(image: ImageFacts, image_ref: str) -> list[Component]:
+    """The packages inside an image (its build-time inventory), each with the layer that brought it."""
+    if image.inventory is None:
+        return []
+    found = []
+    for item in image.inventory.packages:
+        package = item.package
+        purl = inventory_purl(package, image.inventory.os)
+        found.append(
+            Component(
+                type=ComponentType.LIBRARY,
+                name=package.name,
+                version=package.version,
+                bom_ref=f"{image_ref}#pkg:{purl.to_string()}",
+                purl=purl,
+                licenses=[LicenseFactory().make_from_string(package.license)] if package.license else None,
+                properties=_props(layer=item.layer, database=item.database, source_package=package.source),
+            )
+        )
+    return found
 
 
 def image_component(image: ImageFacts, package: PackageManifest, lock: Lock | None) -> Component:
@@ -62,11 +87,14 @@ def image_component(image: ImageFacts, package: PackageManifest, lock: Lock | No
     extra = {}
     if lock is not None and (entry := lock.get(f"{image.reference}:{image.tag}")):
         extra["locked_digest"] = entry.digest
+    if image.inventory is not None:
+        extra["os"] = image.inventory.os.get("PRETTY_NAME") or image.inventory.os.get("ID")
+        extra["inventory_notes"] = "; ".join(image.inventory.notes) or None
     return _container(
         image,
         purl,
         image.manifest,
-        layers,
+        [*layers, *inventory_components(image, purl.to_string())],
         _props(
             **{name: getattr(image, field) for name, field in IMAGE_PROPERTIES.items()},
             loader_engine=package.engine,
@@ -162,4 +190,23 @@ def build(
     )
     for package, carried in edges:
         bom.register_dependency(package, carried)
+    register_inventories(bom, images.values())
     return bom, edges
+
+
+def register_inventories(bom: Bom, images: Iterable[Component]) -> None:
+    """Dependencies from each image component to the packages nested inside it."""
+    for image in images:
+        inside = [c for c in image.components if c.type is ComponentType.LIBRARY]
+        if inside:
+            bom.register_dependency(image, inside)
+
+
+def image_components(components: Iterable[Component]) -> list[Component]:
+    """Every image component (platform images, also those nested in an index component)."""
+    found = []
+    for component in components:
+        if component.type is ComponentType.CONTAINER:
+            found.append(component)
+            found += image_components(component.components)
+    return found

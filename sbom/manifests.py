@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from containerlock.inventory import Inventory, InventoryError
 from containerlock.manifest import Descriptor
 from containerlock.package import MANIFEST_VERSION
 from containerlock.record import ImageRecord, RecordError
@@ -32,6 +33,7 @@ class ImageFacts:
     file_size: int
     compression: str
     archive_format: str
+    inventory: Inventory | None = None  # the packages inside, when the build listed them
 
     @property
     def from_index(self) -> bool:
@@ -70,6 +72,7 @@ def _image(raw: dict[str, Any], where: str) -> ImageFacts:
         file_size=int(raw["file_size"]),
         compression=raw["compression"],
         archive_format=raw.get("format", "docker-archive"),
+        inventory=Inventory.from_json(raw["inventory"], where) if "inventory" in raw else None,
     )
 
 
@@ -95,7 +98,7 @@ def load(path: Path) -> PackageManifest:
         raise BuildManifestError(f"{path}: no such manifest") from None
     except json.JSONDecodeError as err:
         raise BuildManifestError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
-    except RecordError as err:
+    except (RecordError, InventoryError) as err:
         raise BuildManifestError(str(err)) from None
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         if isinstance(err, BuildManifestError):

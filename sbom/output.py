@@ -15,6 +15,8 @@ from cyclonedx.validation.xml import XmlValidator
 
 from containerlock.files import atomic_write
 
+from .document import image_components, register_inventories
+
 
 class SbomError(ValueError):
     """The SBOM could not be made or would not be valid; nothing was written."""
@@ -73,4 +75,5 @@ def merge(image_sbom: Path, ours: Bom, edges: list[tuple[Component, list[Compone
             target.components.add(package)
             existing = package
         target.register_dependency(existing, carried)
+    register_inventories(target, image_components(ours.components))
     return target

@@ -1,8 +1,13 @@
-"""Package URLs for OCI images (purl-spec `oci` type) and Debian packages."""
+"""Package URLs (purl-spec) for OCI images, Debian packages and the packages inside images."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 from packageurl import PackageURL
+
+from containerlock.pkgdb import Package
 
 
 class OciPurl(PackageURL):
@@ -53,4 +58,27 @@ def deb_purl(name: str, version: str, arch: str, distro: str = "debian") -> Pack
         name=name,
         version=version or None,
         qualifiers={"arch": arch} if arch else None,
+    )
+
+
+# purl types of the packages an image's databases list, and the namespace when os-release says nothing.
+_PURL_NAMESPACES = {"deb": "debian", "apk": "alpine", "rpm": None, "pypi": None}
+
+
+def inventory_purl(package: Package, os: Mapping[str, str]) -> PackageURL:
+    """`pkg:deb/debian/openssl@3.0.15-1~deb12u1?arch=arm64&distro=debian-12`, `pkg:apk/alpine/…`,
+    `pkg:rpm/fedora/…?epoch=…`, `pkg:pypi/<normalised name>@…` for a package inside an image."""
+    if package.type == "pypi":
+        name = re.sub(r"[-_.]+", "-", package.name).lower()
+        return PackageURL(type="pypi", name=name, version=package.version)
+    distro_id = os.get("ID") or _PURL_NAMESPACES.get(package.type)
+    qualifiers = {"arch": package.arch or "", "epoch": package.epoch or ""}
+    if distro_id and os.get("VERSION_ID"):
+        qualifiers["distro"] = f"{distro_id}-{os['VERSION_ID']}"
+    return PackageURL(
+        type=package.type,
+        namespace=distro_id,
+        name=package.name,
+        version=package.version,
+        qualifiers={k: v for k, v in qualifiers.items() if v} or None,
     )

@@ -140,8 +140,8 @@ def run(workdir: Path) -> None:
             loader = root / "usr" / "share" / name / "container-loader.sh"
             for attempt in ("first boot", "second boot"):
                 result = subprocess.run([str(loader)], capture_output=True, text=True, env=podman.env())
-                said = result.stderr.strip() or "(nothing to do)"
-                print(f"   {name}, {attempt}: exit {result.returncode}  {said}")
+                said = "\n      ".join(result.stderr.strip().splitlines())
+                print(f"   {name}, {attempt}: exit {result.returncode}\n      {said}")
         print(f"   podman images: {', '.join(sorted(podman.names()))}")
 
         step("Run the loaded image")

@@ -77,7 +77,9 @@ python do_install_fetched_containers() {
             d.getVar('PN'), d.getVar('BPN'), d.getVar('CONTAINER_ENGINE'), compression,
             version=d.getVar('CHANGELOG_V') or d.getVar('PV'), arch=d.getVar('DPKG_ARCH'),
             source_date_epoch=int(d.getVar('SOURCE_DATE_EPOCH') or 0))
-        manifest = pkg.install_payload(images, Path(d.getVar('D')), Path(d.getVar('WORKDIR')) / 'container-lock-tmp', settings)
+        inventories = pkg.read_inventories(Path(d.getVar('WORKDIR')) / 'container-inventory.json')
+        manifest = pkg.install_payload(images, Path(d.getVar('D')), Path(d.getVar('WORKDIR')) / 'container-lock-tmp',
+                                       settings, inventories)
     except pkg.PackagingError as err:
         bb.fatal(f"{d.getVar('PN')}: {err}")
     pkg.write_manifest(manifest, Path(d.getVar('WORKDIR')) / 'container-lock-manifest.json')
@@ -85,6 +87,7 @@ python do_install_fetched_containers() {
         bb.note(f"packaged {image['reference']}:{image['tag']} ({image['platform']}) as {image['file']}")
 }
 do_install_fetched_containers[cleandirs] = "${D}/usr/share/${BPN}/images ${WORKDIR}/container-lock-tmp"
+do_install_fetched_containers[vardeps] += "CONTAINER_INVENTORY"
 # The packaging code is part of the task: a changed layer repackages.
 do_install_fetched_containers[file-checksums] += "\
     ${LAYERDIR_container-lock}/lib/containerlock/package.py:True \
@@ -92,6 +95,50 @@ do_install_fetched_containers[file-checksums] += "\
     ${LAYERDIR_container-lock}/lib/containerlock/record.py:True \
     ${LAYERDIR_container-lock}/lib/containerlock/skopeo.py:True"
 addtask install_fetched_containers after do_install before do_prepare_build
+
+# "1": list the packages inside each image (dpkg, apk, rpm, Python, os-release) for
+# the SBOM, read from the unpacked layers. Its signature depends on the images'
+# digests only: compression settings do not rerun it.
+CONTAINER_INVENTORY ?= "1"
+# Pinned URLs by their digest; an unpinned one (resolved at fetch time) by its whole URL.
+CONTAINER_IMAGE_DIGESTS = "${@' '.join(sorted(u.partition(';digest=')[2].split(';')[0] or u for u in (d.getVar('SRC_URI') or '').split() if u.startswith('docker://')))}"
+python do_container_inventory() {
+    import json
+    from pathlib import Path
+    from containerlock import inventory, layout
+    from containerlock.files import atomic_write
+    from containerlock.reference import parse_url
+
+    out = Path(d.getVar('WORKDIR')) / 'container-inventory.json'
+    if d.getVar('CONTAINER_INVENTORY') != '1':
+        out.unlink(missing_ok=True)
+        return
+    root = Path(d.getVar('CONTAINER_UNPACK_ROOT')) / layout.UNPACK_DIR
+    found = {}
+    for url in (d.getVar('SRC_URI') or '').split():
+        if not url.startswith('docker://'):
+            continue
+        path = root / layout.dirname(parse_url(url))
+        facts = layout.read_facts(path)
+        blobs = [(b.digest, path / 'blobs' / 'sha256' / b.digest.split(':', 1)[1]) for b in facts.layers or ()]
+        try:
+            result = inventory.of_layers(blobs, facts.tagged)
+        except inventory.InventoryError as err:
+            bb.fatal(f"{d.getVar('PN')}: {err}")
+        found[path.name] = result.to_json()
+        bb.note(f"{facts.tagged} ({facts.platform}): {len(result.packages)} packages, "
+                f"{result.os.get('PRETTY_NAME', 'no os-release')}")
+        for note in result.notes:
+            bb.warn(f"{facts.tagged}: {note}")
+    atomic_write(out, (json.dumps(found, sort_keys=True, indent=2) + '\n').encode())
+}
+do_container_inventory[vardeps] = "CONTAINER_IMAGE_DIGESTS CONTAINER_INVENTORY"
+do_container_inventory[vardepsexclude] = "SRC_URI"
+do_container_inventory[file-checksums] += "\
+    ${LAYERDIR_container-lock}/lib/containerlock/inventory.py:True \
+    ${LAYERDIR_container-lock}/lib/containerlock/layers.py:True \
+    ${LAYERDIR_container-lock}/lib/containerlock/pkgdb.py:True"
+addtask container_inventory after do_unpack before do_install_fetched_containers
 
 python do_deploy_container_manifest() {
     import shutil

@@ -24,6 +24,8 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 ALL_PLATFORMS = ("linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/arm/v6")
 CREATED = "1970-01-01T00:00:00Z"
 SKOPEO_TIMEOUT = 600
@@ -116,10 +118,21 @@ def tar_bytes(files: Files) -> bytes:
         for name in sorted(files):
             data = files[name]
             info = tarfile.TarInfo(name)
+            if isinstance(data, Link):
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, str(data), 0o777
+                tar.addfile(_owned_by_root(info))
+                continue
             info.size = len(data)
             info.mode = 0o755 if data.startswith((b"#!", b"\x7fELF")) else 0o644
             tar.addfile(_owned_by_root(info), io.BytesIO(data))
     return buf.getvalue()
+
+
+class Link(bytes):
+    """A symbolic link in `Files`: its bytes are the link target."""
+
+    def __str__(self) -> str:
+        return self.decode()
 
 
 def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -155,11 +168,22 @@ class Layout:
         (self.root / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
         return {"mediaType": media_type, "digest": digest, "size": len(data)}
 
-    def layer(self, files: Files, level: int = 6) -> tuple[Descriptor, Layer]:
-        """A gzip-compressed tar layer of `files`."""
-        raw = tar_bytes(files)
-        compressed = gzip_bytes(raw, level)
-        desc = self.blob(compressed, OCI_LAYER_GZIP)
+    def layer(self, files: Files, level: int = 6, compression: str = "gzip") -> tuple[Descriptor, Layer]:
+        """A tar layer of `files`: gzip-compressed (default), zstd-compressed or plain (`none`)."""
+        return self.tar_layer(tar_bytes(files), level, compression)
+
+    def tar_layer(self, raw: bytes, level: int = 6, compression: str = "gzip") -> tuple[Descriptor, Layer]:
+        """A layer of an existing tar (e.g. a root file system made by mmdebstrap)."""
+        if compression == "zstd":
+            zstd = subprocess.run(
+                ["zstd", "-q", f"-{level}", "-c"], input=raw, capture_output=True, check=True
+            )
+            compressed, media_type = zstd.stdout, OCI_LAYER_ZSTD
+        elif compression == "none":
+            compressed, media_type = raw, OCI_LAYER_TAR
+        else:
+            compressed, media_type = gzip_bytes(raw, level), OCI_LAYER_GZIP
+        desc = self.blob(compressed, media_type)
         return desc, Layer(str(desc["digest"]), len(compressed), sha256_digest(raw))
 
     def image(
@@ -350,6 +374,43 @@ class ImageFactory:
         desc, image = layout.image(platform, descs)
         layout.finish(tag, desc)
         return layout, PushedImage(self.host, repository, tag, image.manifest_digest, {platform: image})
+
+    def layered(
+        self,
+        repository: str,
+        layers: list[Files],
+        tag: str = "1.0",
+        platform: str = "linux/amd64",
+        compressions: tuple[str, ...] = (),
+    ) -> PushedImage:
+        """A one-platform image of these layers, bottom first; `compressions` per layer
+        (`gzip`, the default, `zstd` or `none`)."""
+        check_names(repository, tag, platform)
+
+        def build() -> tuple[Layout, PushedImage]:
+            layout = self._layout()
+            kinds = [compressions[i] if i < len(compressions) else "gzip" for i in range(len(layers))]
+            descs = [layout.layer(files, 3, kind) for files, kind in zip(layers, kinds, strict=True)]
+            desc, image = layout.image(platform, descs)
+            layout.finish(tag, desc)
+            return layout, PushedImage(self.host, repository, tag, image.manifest_digest, {platform: image})
+
+        key = ("layered", repository, tag, platform, tuple(_freeze(files) for files in layers), compressions)
+        return self._publish(key, build)
+
+    def rootfs(
+        self, repository: str, tar: Path, tag: str = "1.0", platform: str = "linux/amd64"
+    ) -> PushedImage:
+        """A one-layer image of a root file system tar (gzip level 1)."""
+        check_names(repository, tag, platform)
+
+        def build() -> tuple[Layout, PushedImage]:
+            layout = self._layout()
+            desc, image = layout.image(platform, [layout.tar_layer(tar.read_bytes(), 1)])
+            layout.finish(tag, desc)
+            return layout, PushedImage(self.host, repository, tag, image.manifest_digest, {platform: image})
+
+        return self._publish(("rootfs", repository, tag, platform, str(tar), tar.stat().st_mtime_ns), build)
 
     def single_arch(
         self,

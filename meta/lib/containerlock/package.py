@@ -5,10 +5,11 @@ Standard library and host tools only (skopeo, zstd, xz, gzip): runs inside BitBa
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,9 +150,16 @@ class PayloadSettings:
 
 
 def install_payload(
-    images: Sequence[UnpackedImage], dest_root: Path, scratch: Path, settings: PayloadSettings
+    images: Sequence[UnpackedImage],
+    dest_root: Path,
+    scratch: Path,
+    settings: PayloadSettings,
+    inventories: Mapping[str, dict] | None = None,
 ) -> dict:
-    """Write `usr/share/<bpn>/images/*`, `image.list`; return the build manifest (facts per image)."""
+    """Write `usr/share/<bpn>/images/*`, `image.list`; return the build manifest (facts per image).
+
+    `inventories` (by layout directory name) go into the image entries as they are.
+    """
     share = dest_root / "usr" / "share" / settings.bpn
     images_dir = share / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -173,6 +181,11 @@ def install_payload(
                 "format": "docker-archive",
                 "compression": settings.compression.kind,
                 "compression_level": settings.compression.level,
+                **(
+                    {"inventory": inventories[image.layout.name]}
+                    if image.layout.name in (inventories or {})
+                    else {}
+                ),
             }
         )
     atomic_write(share / "image.list", "".join(lines).encode())
@@ -183,6 +196,16 @@ def install_payload(
         "source_date_epoch": settings.source_date_epoch,
         "images": entries,
     }
+
+
+def read_inventories(path: Path) -> dict[str, dict]:
+    """The inventories do_container_inventory wrote (by layout name); none if it did not run."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as err:
+        raise PackagingError(f"{path}: {err}; run do_container_inventory again") from None
 
 
 def write_manifest(manifest: dict, path: Path) -> None:
