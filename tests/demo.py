@@ -17,13 +17,39 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.harness import pkgdbs
 from tests.harness.bitbake import PACKAGE_TASKS, PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
 from tests.harness.containers_conf import write_registries_conf
-from tests.harness.images import ImageFactory
+from tests.harness.images import ImageFactory, base_files
 from tests.harness.podman import RUN_OPTIONS, Podman
 from tests.harness.registry import Registry
 
 DEMO_LAYER = PROJECT_LAYER / "demo"
+_TOOL_BASE = {
+    **base_files("demo/tool"),
+    "etc/os-release": pkgdbs.os_release("Debian GNU/Linux 12 (bookworm)", "debian", "12"),
+    "var/lib/dpkg/status": pkgdbs.dpkg_status(
+        {"Package": "base-files", "Version": "12.4+deb12u5", "Architecture": "amd64"},
+        {"Package": "libssl3", "Version": "3.0.11-1~deb12u1", "Architecture": "amd64", "Source": "openssl"},
+    ),
+}
+TOOL_LAYERS = [
+    _TOOL_BASE,
+    {  # the security update, in a layer of its own
+        "var/lib/dpkg/status": pkgdbs.dpkg_status(
+            {"Package": "base-files", "Version": "12.4+deb12u5", "Architecture": "amd64"},
+            {
+                "Package": "libssl3",
+                "Version": "3.0.15-1~deb12u1",
+                "Architecture": "amd64",
+                "Source": "openssl",
+            },
+        ),
+        "usr/lib/python3/dist-packages/demo_tool-2.1.dist-info/METADATA": pkgdbs.python_metadata(
+            "demo-tool", "2.1", "MIT"
+        ),
+    },
+]
 
 
 def step(title: str) -> None:
@@ -70,7 +96,9 @@ def run(workdir: Path) -> None:
         step("Generate and push images (deterministic digests)")
         factory = ImageFactory(workdir / "images", registry.host)
         hello = factory.multi_arch("demo/hello", tag="1.0")
-        tool = factory.single_arch("demo/tool", tag="2.1")
+        # demo/tool carries package databases (a base layer, then an upgrade), so the SBOM can list
+        # what is inside it; demo/hello stays as meta/demo pins it.
+        tool = factory.layered("demo/tool", TOOL_LAYERS, tag="2.1")
         for image in (hello, tool):
             print(f"   {image.reference}  {image.digest}\n      platforms: {', '.join(image.platforms)}")
         recipes = DEMO_LAYER / "recipes-demo" / "prebuilt-containers"
@@ -131,6 +159,9 @@ def run(workdir: Path) -> None:
             for nested in component.get("components", []):
                 if nested["type"] == "container":
                     print(f"     variant   {nested['purl']}")
+            for package in (c for c in component.get("components", []) if c["type"] == "library"):
+                layer = next(p["value"] for p in package["properties"] if p["name"] == "container-lock:layer")
+                print(f"     package   {package['purl']}  (layer {layer[:19]}…)")
 
         step("Target: install the .debs into a temp root, run their loaders (docker → podman shim)")
         root = workdir / "target"

@@ -19,6 +19,10 @@ def test_demo_runs_end_to_end() -> None:
     assert out.count("0 registry requests offline") == 2
     assert "application pkg:deb/debian/demo-docker-img@1.0?arch=amd64" in out  # the SBOM
     assert "variant   pkg:oci/hello@sha256%3A" in out
+    assert (
+        "package   pkg:deb/debian/libssl3@3.0.15-1~deb12u1?arch=amd64&distro=debian-12  (layer sha256:" in out
+    )
+    assert "package   pkg:pypi/demo-tool@2.1" in out
     assert out.count("second boot: exit 0\n") == 2
     assert out.count("): nothing to do: 1 image(s) already present") == 2  # the loaders' rerun summary
     assert out.rstrip().endswith("hello from the container-lock test image\n\nDemo finished.".rstrip())

@@ -17,12 +17,7 @@ from tests.harness.images import Link, gzip_bytes, tar_bytes
 from tests.harness.pkgdbs import apk_installed, dpkg_status, os_release, python_metadata, rpmdb_sqlite
 from tests.harness.rootfs import debian_minbase, installed_packages
 
-INVENTORY_TASKS = (
-    *PAYLOAD_TASKS[:2],
-    "do_container_inventory",
-    *PAYLOAD_TASKS[2:],
-    "do_deploy_container_manifest",
-)
+INVENTORY_TASKS = (*PAYLOAD_TASKS, "do_deploy_container_manifest")
 DEB12 = os_release("Debian GNU/Linux 12 (bookworm)", "debian", "12")
 SSL_OLD = {"Package": "libssl3", "Version": "3.0.11-1~deb12u1", "Architecture": "amd64", "Source": "openssl"}
 SSL_NEW = {**SSL_OLD, "Version": "3.0.15-1~deb12u1"}

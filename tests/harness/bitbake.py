@@ -28,7 +28,13 @@ PROJECT_LAYER = REPO / "meta"
 TEST_CORE_LAYER = REPO / "tests" / "layers" / "core"
 
 # The loader recipe's tasks up to the payload in ${D}, and on to the .deb (test dpkg-raw stand-in).
-PAYLOAD_TASKS = ("do_fetch", "do_unpack", "do_install", "do_install_fetched_containers")
+PAYLOAD_TASKS = (
+    "do_fetch",
+    "do_unpack",
+    "do_container_inventory",
+    "do_install",
+    "do_install_fetched_containers",
+)
 PACKAGE_TASKS = (*PAYLOAD_TASKS, "do_deploy_container_manifest", "do_prepare_build", "do_dpkg_build")
 
 
