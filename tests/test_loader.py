@@ -15,7 +15,7 @@ from pathlib import Path
 import bb
 import pytest
 
-from tests.harness.bitbake import PACKAGE_TASKS, PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
+from tests.harness.bitbake import PACKAGE_TASKS, PAYLOAD_TASKS, PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
 from tests.harness.podman import RUN_OPTIONS, Podman
 
 LATER_TASKS = (
@@ -125,7 +125,7 @@ def test_thread_count_changes_neither_signature_nor_bytes(build, image_factory) 
         for threads in ("1", "4"):
             build.set(CONTAINER_COMPRESSION=kind, CONTAINER_COMPRESSION_THREADS=threads)
             hashes = build.taskhashes(rec)
-            d = build.run(rec, *PACKAGE_TASKS[:4])
+            d = build.run(rec, *PAYLOAD_TASKS)
             results.append((kind, hashes["do_install_fetched_containers"], archives(d)))
     assert results[0][1:] == results[1][1:]
     assert results[2][1:] == results[3][1:]
@@ -176,7 +176,7 @@ def test_bad_compression_setting_is_a_clear_error(build, image_factory) -> None:
     image = image_factory.single_arch("loader/bad", tag="1.0")
     build.set(CONTAINER_COMPRESSION="lz4")
     with pytest.raises(bb.BBHandledException):  # what bb.fatal raises, after logging
-        build.run(loader_recipe(build, "badcomp", image), *PACKAGE_TASKS[:4])
+        build.run(loader_recipe(build, "badcomp", image), *PAYLOAD_TASKS)
     assert any("badcomp: CONTAINER_COMPRESSION = 'lz4'" in m for m in build.events.messages(logging.CRITICAL))
 
 
