@@ -6,7 +6,9 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 import re
+import shutil
 from pathlib import Path
 
 import bb.build
@@ -384,3 +386,21 @@ def test_wrong_platform_is_refused_on_every_try_and_every_path(build, registry, 
     assert registry.requests(mark) == []  # refused from the store, without asking the registry
     records = list((Path(build.local_conf["DL_DIR"]) / "containers" / "images").rglob("*.json"))
     assert [json.loads(p.read_text())["platform"] for p in records] == ["linux/amd64"]
+
+
+def test_log_records_carry_no_objects_of_ours(build, image_factory) -> None:
+    """BitBake pickles log records over to its UI process, which never imports containerlock: a record
+    whose arguments hold one of our objects kills the UI's event thread and hangs `bitbake`."""
+    image = image_factory.multi_arch("fetch/multi", tag="1.0")
+    url = docker_url(image, image.digest)
+    build.set(DISTRO_ARCH="armhf", BB_GENERATE_MIRROR_TARBALLS="1")
+    d = build.run(recipe(build, "pickled", url), "do_fetch", "do_unpack")
+    (
+        Path(d.getVar("DL_DIR")) / next(iter(bb.fetch2.Fetch([url], d).ud.values())).mirrortarballs[0]
+    ).write_bytes(b"not a tarball")
+    shutil.rmtree(Path(d.getVar("DL_DIR")) / "containers" / "blobs")  # the next fetch tries the bad tarball
+    build.run(recipe(build, "pickled", url), "do_fetch")
+    assert any("ignoring mirror tarball" in m for m in build.events.messages(logging.WARNING))
+    assert any("platform linux/arm/v7" in m for m in build.events.messages(logging.INFO))
+    for record in build.events.records:
+        assert b"containerlock" not in pickle.dumps((record.msg, record.args)), record.getMessage()

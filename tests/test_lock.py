@@ -117,7 +117,9 @@ def test_unpinned_build_records_the_lock_then_strict_offline_build_uses_it(
     rec = build.write_recipe("record_1.0", f'SRC_URI = "{url(multi)} {url(single)}"\n')
     single_arm = image_factory.single_arch("lock/record-single", tag="2.0", platform="linux/arm/v7")
     assert single_arm.digest != single.digest  # the tag now names an arm/v7 image
-    build.run(rec, "do_fetch")
+    d = build.run(rec, "do_fetch")
+    assert not lock_path.exists()  # not during the build: the lock is a parse dependency of its tasks
+    build.finish_build(d)
     lock = lockfile.load(lock_path)
     assert lock.entries[multi.reference] == LockEntry(
         multi.digest, {"linux/arm/v7": multi.platforms["linux/arm/v7"].manifest_digest}
@@ -219,7 +221,8 @@ def _fetch_unpinned(topdir: str, dl_dir: str, lock: str, url: str, queue) -> Non
     build = BuildDir(Path(topdir))
     build.set(DL_DIR=dl_dir, TMPDIR=f"{topdir}/tmp", CONTAINER_LOCKFILE=lock)
     try:
-        build.run(build.write_recipe("parallel_1.0", f'SRC_URI = "{url}"\n'), "do_fetch")
+        d = build.run(build.write_recipe("parallel_1.0", f'SRC_URI = "{url}"\n'), "do_fetch")
+        build.finish_build(d)
         queue.put("ok")
     except Exception as err:  # reported to the parent
         queue.put(repr(err))

@@ -42,6 +42,7 @@ def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
         d = build.run(
             build.write_recipe("secret_1.0", f'inherit podman-loader\nSRC_URI += "{url}"\n'), *SBOM_TASKS
         )
+        build.finish_build(d)  # the resolved digest goes into the lock
         sbom = subprocess.run(
             [
                 sys.executable,

@@ -3,7 +3,8 @@
 # - CONTAINER_LOCKFILE: docker:// URLs without a digest get the locked digest in
 #   SRC_URI at parse time (so do_fetch's signature follows the lock), and the
 #   lockfile is a parse dependency.
-# - MissingChecksumEvent: the digest a tag resolved to is recorded in the lock.
+# - MissingChecksumEvent: the digest a tag resolved to is recorded in the lock
+#   when the build completes (not during it: the lock is a parse dependency).
 # - BB_STRICT_CHECKSUM = "1": the build stops before any task if any docker://
 #   URL that this build fetches lacks a tag or a digest, listing all of them.
 # See docs/lock.md.
@@ -56,9 +57,12 @@ python container_lock_strict() {
     containerlock.recipe_lock.check_strict(e.data, e._depgraph)
 }
 
+# At the end of the build: the digests it resolved into the lockfile, then the SBOM.
 addhandler container_lock_sbom
 container_lock_sbom[eventmask] = "bb.event.BuildCompleted"
 python container_lock_sbom() {
     import containerlock.build_sbom
+    import containerlock.recipe_lock
+    containerlock.recipe_lock.write_recorded(d)
     containerlock.build_sbom.write_sbom(e, d)
 }

@@ -180,6 +180,10 @@ class BuildDir:
             graph["tdepends"][f"{pn}.do_fetch"] = []
         bb.event.fire(bb.event.DepTreeGenerated(graph), d)
 
+    def finish_build(self, d: Any, failures: int = 0) -> None:
+        """Fire BuildCompleted as BitBake does when a build ends (lock recording, the SBOM)."""
+        bb.event.fire(bb.event.BuildCompleted(1, "build", ["target"], failures=failures), d)
+
     # -- running ---------------------------------------------------------------------------
 
     def run(self, recipe: Path, *tasks: str) -> Any:

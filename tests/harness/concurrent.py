@@ -14,7 +14,8 @@ def _build(topdir: str, dl_dir: str, lock: str, urls: str, queue) -> None:
     build = BuildDir(Path(topdir))
     build.set(DL_DIR=dl_dir, TMPDIR=f"{topdir}/tmp", CONTAINER_LOCKFILE=lock)
     try:
-        build.run(build.write_recipe("overlap_1.0", f'SRC_URI = "{urls}"\n'), "do_fetch", "do_unpack")
+        d = build.run(build.write_recipe("overlap_1.0", f'SRC_URI = "{urls}"\n'), "do_fetch", "do_unpack")
+        build.finish_build(d)
         queue.put("ok")
     except Exception as err:  # reported to the parent
         queue.put(repr(err))

@@ -145,7 +145,8 @@ class DockerRegistryFetcher(FetchMethod):
         if ud.denial:
             raise FetchError(ud.denial, ud.url)
         image: ImageReference = ud.image
-        logger.info("%s: platform %s (%s)", redact(ud.url), ud.platform, ud.platform_reason)
+        # Log text only: records travel to BitBake's UI process, which cannot unpickle our classes.
+        logger.info(f"{redact(ud.url)}: platform {ud.platform} ({ud.platform_reason})")
         try:
             stored = stored_image(self._store(d), image.digest, ud.platform) if image.digest else None
             stored = stored or self._from_mirror_tarball(ud, d)
@@ -185,7 +186,7 @@ class DockerRegistryFetcher(FetchMethod):
         try:
             return mirror.import_image(ud.mirror_path, self._store(d), ud.image.digest, ud.platform)
         except mirror.MirrorError as err:
-            logger.warning("%s: ignoring mirror tarball: %s", ud.url, err)
+            logger.warning(f"{ud.url}: ignoring mirror tarball: {err}")
             return None
 
     def build_mirror_data(self, ud: Any, d: Any) -> None:
@@ -193,7 +194,7 @@ class DockerRegistryFetcher(FetchMethod):
         image = self._usable_image(ud, d) if _generate_mirror(d) and not ud.mirror_path.exists() else None
         if image is not None:
             mirror.write(ud.mirror_path, ud.image, image, self._store(d))
-            logger.info("wrote mirror tarball %s", ud.mirror_path.name)
+            logger.info(f"wrote mirror tarball {ud.mirror_path.name}")
 
     def _write_record(self, ud: Any, image: ResolvedImage) -> None:
         record.write(Path(ud.localpath), ImageRecord.of(ud.image, image))

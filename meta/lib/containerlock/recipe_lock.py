@@ -168,10 +168,18 @@ def check_strict(d: Any, depgraph: dict[str, Any]) -> None:
     )
 
 
+def _pending_dir(d: Any) -> Path:
+    return Path(d.getVar("TMPDIR")) / "container-lock" / "recorded"
+
+
 def record_event(event: Any, d: Any) -> None:
-    """MissingChecksumEvent → the lockfile (when CONTAINER_LOCKFILE is set)."""
-    path = lockfile_path(d)
-    if path is None or not str(event.url).startswith("docker://"):
+    """MissingChecksumEvent → a pending lock entry, written into the lockfile when the build ends.
+
+    Not at once: the lockfile is a parse dependency, so a change in the middle of a
+    build would make the next task's re-parse see another SRC_URI than the runqueue
+    signed ("the basehash value changed … not deterministic").
+    """
+    if lockfile_path(d) is None or not str(event.url).startswith("docker://"):
         return
     digest = event.checksums.get("sha256sum")
     if not digest:
@@ -185,5 +193,22 @@ def record_event(event: Any, d: Any) -> None:
             platform, manifest = facts.platform, facts.manifest
     except (OSError, record.RecordError):
         pass  # the digest alone is recorded
-    if lockfile.record(path, key, digest, platform, manifest):
-        bb.note(f"recorded {key} = {digest} in {path}")
+    entry = {"key": key, "digest": digest, "platform": platform, "manifest": manifest}
+    name = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:32] + ".json"
+    atomic_write(_pending_dir(d) / name, (json.dumps(entry, sort_keys=True) + "\n").encode())
+
+
+def write_recorded(d: Any) -> None:
+    """BuildCompleted (failed builds too): the digests this build resolved → the lockfile."""
+    path = lockfile_path(d)
+    pending = sorted(_pending_dir(d).glob("*.json")) if _pending_dir(d).is_dir() else []
+    for note in pending:
+        try:
+            entry = json.loads(note.read_text())
+        except (OSError, ValueError):
+            continue
+        if path is not None and lockfile.record(
+            path, entry["key"], entry["digest"], entry.get("platform"), entry.get("manifest")
+        ):
+            bb.note(f"recorded {entry['key']} = {entry['digest']} in {path}")
+        note.unlink(missing_ok=True)
