@@ -159,7 +159,10 @@ def test_corrupt_archive_fails_by_name_and_the_others_load(
     build, tmp_path, image_factory, engine, how
 ) -> None:
     images = [image_factory.single_arch(f"docker/three-{i}", tag="1.0") for i in range(3)]
-    share = docker_package(build, tmp_path / "target", "dthree", *images)
+    # recompress: the layers are plain tars inside the archive, so one can be changed and re-wrapped
+    share = docker_package(
+        build, tmp_path / "target", "dthree", *images, extra='CONTAINER_PAYLOAD = "recompress"'
+    )
     bad = images[1]
     broken = share / "images" / image_list(share)[bad.reference][0]
     _corrupt(broken, how)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import signal
 import subprocess
+import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,7 +59,9 @@ def archives(d) -> dict[str, bytes]:
 
 
 def decompress(path: Path) -> bytes:
-    tool = {".zst": ["zstd", "-dc"], ".xz": ["xz", "-dc"], ".gz": ["gzip", "-dc"]}[path.suffix]
+    tool = {".zst": ["zstd", "-dc"], ".xz": ["xz", "-dc"], ".gz": ["gzip", "-dc"], ".tar": ["cat"]}[
+        path.suffix
+    ]
     return subprocess.run([*tool, str(path)], capture_output=True, check=True).stdout
 
 
@@ -83,6 +87,7 @@ def test_compression_change_reruns_only_packaging_without_downloads(
 ) -> None:
     image = image_factory.single_arch("loader/level", tag="1.0")
     rec = loader_recipe(build, "level", image)
+    build.set(CONTAINER_PAYLOAD="recompress")
     before = build.taskhashes(rec)
     d = build.run(rec, *PACKAGE_TASKS)
     old = {name: payload(d) / "images" / name for name in archives(d)}
@@ -110,7 +115,12 @@ def test_compression_change_reruns_only_packaging_without_downloads(
 def test_only_the_chosen_algorithms_level_and_the_packaging_code_are_signed(build, image_factory) -> None:
     image = image_factory.single_arch("loader/levels", tag="1.0")
     rec = loader_recipe(build, "levels", image)
+    layers = build.taskhashes(rec)["do_install_fetched_containers"]
+    build.set(ZSTD_COMPRESSION_LEVEL="-19", CONTAINER_COMPRESSION="xz")  # no meaning for a layers payload
+    assert build.taskhashes(rec)["do_install_fetched_containers"] == layers
+    build.set(CONTAINER_PAYLOAD="recompress", CONTAINER_COMPRESSION="zst")
     zst = build.taskhashes(rec)["do_install_fetched_containers"]
+    assert zst != layers
     build.set(CONTAINER_XZ_LEVEL="1", CONTAINER_GZIP_LEVEL="1")
     assert build.taskhashes(rec)["do_install_fetched_containers"] == zst
     checksums = build.parse(rec).getVarFlag("do_install_fetched_containers", "file-checksums")
@@ -123,7 +133,11 @@ def test_thread_count_changes_neither_signature_nor_bytes(build, image_factory) 
     results = []
     for kind in ("zst", "xz"):
         for threads in ("1", "4"):
-            build.set(CONTAINER_COMPRESSION=kind, CONTAINER_COMPRESSION_THREADS=threads)
+            build.set(
+                CONTAINER_PAYLOAD="recompress",
+                CONTAINER_COMPRESSION=kind,
+                CONTAINER_COMPRESSION_THREADS=threads,
+            )
             hashes = build.taskhashes(rec)
             d = build.run(rec, *PAYLOAD_TASKS)
             results.append((kind, hashes["do_install_fetched_containers"], archives(d)))
@@ -131,12 +145,15 @@ def test_thread_count_changes_neither_signature_nor_bytes(build, image_factory) 
     assert results[2][1:] == results[3][1:]
 
 
-def test_payload_is_reproducible(tmp_path, image_factory) -> None:
+@pytest.mark.parametrize("kind", ["layers", "recompress"])
+def test_payload_is_reproducible(tmp_path, image_factory, kind) -> None:
     image = image_factory.multi_arch("loader/repro", tag="1.0")
     outputs = []
     for n in range(2):
         build = BuildDir(tmp_path / f"b{n}")
-        build.set(DL_DIR=str(tmp_path / f"dl{n}"), TMPDIR=str(tmp_path / f"b{n}" / "tmp"))
+        build.set(
+            DL_DIR=str(tmp_path / f"dl{n}"), TMPDIR=str(tmp_path / f"b{n}" / "tmp"), CONTAINER_PAYLOAD=kind
+        )
         d = build.run(loader_recipe(build, "repro", image), *PACKAGE_TASKS)
         share = payload(d)
         outputs.append(
@@ -155,7 +172,7 @@ def test_package_metadata_and_uncompressed_deb(build, image_factory) -> None:
     d = build.run(loader_recipe(build, "meta", image, extra='DEBIAN_DEPENDS = "bash"'), *PACKAGE_TASKS)
     deb = next(Path(d.getVar("WORKDIR")).glob("*.deb"))
     info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout
-    assert "Depends: bash, podman, zstd" in info
+    assert "Depends: bash, podman\n" in info  # a layers payload needs no decompressor on the target
     assert "Architecture: amd64" in info
     members = ar_members(deb.read_bytes())
     assert "data.tar" in members  # built with -Znone: the payload is compressed already
@@ -166,15 +183,44 @@ def test_package_metadata_and_uncompressed_deb(build, image_factory) -> None:
     line = (payload(d) / "image.list").read_text().split()
     plat = image.platforms["linux/amd64"]
     assert line == [
-        f"{image.host.replace(':', '_')}+loader+meta@1.0.tar.zst",
+        f"{image.host.replace(':', '_')}+loader+meta@1.0.tar",
         image.reference,
         plat.config_digest,
     ]
 
 
+def test_layers_payload_holds_the_registry_blobs_as_fetched(build, image_factory) -> None:
+    """No decompression, no recompression: the archive's layer files are the registry's blobs."""
+    image = image_factory.multi_arch("loader/asis", tag="1.0")
+    d = build.run(loader_recipe(build, "asis", image, extra='DISTRO_ARCH = "arm64"'), *PAYLOAD_TASKS)
+    archive = next((payload(d) / "images").iterdir())
+    plat = image.platforms["linux/arm64/v8"]
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+        manifest = json.loads(members["manifest.json"])
+    assert manifest == [
+        {
+            "Config": f"{plat.config_digest.split(':')[1]}.json",
+            "Layers": [f"{layer.digest.split(':')[1]}.tar" for layer in plat.layers],
+            "RepoTags": [image.reference],
+        }
+    ]
+    for layer in plat.layers:
+        data = members[f"{layer.digest.split(':')[1]}.tar"]
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == layer.digest and data[:2] == b"\x1f\x8b"
+
+
+def test_layers_payload_refuses_zstd_layers_clearly(build, image_factory) -> None:
+    image = image_factory.layered("loader/zstd", [{"etc/x": b"x"}], compressions=("zstd",))
+    with pytest.raises(bb.BBHandledException):
+        build.run(loader_recipe(build, "zstdlayers", image), *PAYLOAD_TASKS)
+    message = build.events.messages(logging.CRITICAL)[-1]
+    assert "tar+zstd cannot go into a docker-archive" in message and image.reference in message
+
+
 def test_bad_compression_setting_is_a_clear_error(build, image_factory) -> None:
     image = image_factory.single_arch("loader/bad", tag="1.0")
-    build.set(CONTAINER_COMPRESSION="lz4")
+    build.set(CONTAINER_PAYLOAD="recompress", CONTAINER_COMPRESSION="lz4")
     with pytest.raises(bb.BBHandledException):  # what bb.fatal raises, after logging
         build.run(loader_recipe(build, "badcomp", image), *PAYLOAD_TASKS)
     assert any("badcomp: CONTAINER_COMPRESSION = 'lz4'" in m for m in build.events.messages(logging.CRITICAL))

@@ -13,7 +13,11 @@ CONTAINER_ENGINE ??= "docker"
 CONTAINER_ENGINE_PACKAGES ??= ""
 CONTAINER_DELETE_AFTER_LOAD ?= "0"
 
-# zst (default) | xz | gz | none. Levels: Isar writes "-3", OE "3"; both work.
+# layers (default): each image as a docker-archive of its layer blobs as fetched (no
+# decompression, no recompression); recompress: uncompressed layers, the archive
+# compressed as a whole with CONTAINER_COMPRESSION. See docs/loader.md for the figures.
+CONTAINER_PAYLOAD ?= "layers"
+# For recompress: zst (default) | xz | gz | none. Levels: Isar writes "-3", OE "3"; both work.
 CONTAINER_COMPRESSION ?= "zst"
 CONTAINER_ZSTD_LEVEL ?= "${@d.getVar('ZSTD_COMPRESSION_LEVEL') or '3'}"
 CONTAINER_XZ_LEVEL ?= "${@d.getVar('XZ_COMPRESSION_LEVEL') or '6'}"
@@ -38,12 +42,17 @@ SRC_URI += "file://container-loader.sh.in file://container-loader.service.in"
 python () {
     import containerlock.package as pkg
     kind = (d.getVar('CONTAINER_COMPRESSION') or 'zst').strip()
-    # Only the level of the chosen algorithm goes into the packaging signature.
+    payload = (d.getVar('CONTAINER_PAYLOAD') or 'layers').strip()
     if d.getVar('CONTAINER_COMPRESSION_LEVEL') is None:
         level_var = {'zst': 'CONTAINER_ZSTD_LEVEL', 'xz': 'CONTAINER_XZ_LEVEL', 'gz': 'CONTAINER_GZIP_LEVEL'}.get(kind)
         d.setVar('CONTAINER_COMPRESSION_LEVEL', (d.getVar(level_var) or '') if level_var else '0')
+    # The packaging signature gets only what changes the bytes: "layers", or
+    # "recompress <algorithm> <its level>" (other algorithms' levels do not count).
+    d.setVar('CONTAINER_PAYLOAD_SPEC', f"{payload} {kind} {d.getVar('CONTAINER_COMPRESSION_LEVEL')}"
+             if payload == 'recompress' else payload)
     wanted = (d.getVar('CONTAINER_ENGINE_PACKAGES') or '').split(',')
-    wanted.append(pkg.DECOMPRESSOR_PACKAGES.get(kind, ''))
+    if payload == 'recompress':
+        wanted.append(pkg.DECOMPRESSOR_PACKAGES.get(kind, ''))
     depends = [p.strip() for p in (d.getVar('DEBIAN_DEPENDS') or '').split(',') if p.strip()]
     depends += [p.strip() for p in wanted if p.strip() and p.strip() not in depends]
     d.setVar('DEBIAN_DEPENDS', ', '.join(depends))
@@ -69,12 +78,10 @@ python do_install_fetched_containers() {
     urls = [u for u in (d.getVar('SRC_URI') or '').split() if u.startswith('docker://')]
     unpack_root = Path(d.getVar('CONTAINER_UNPACK_ROOT')) / layout.UNPACK_DIR
     try:
-        compression = pkg.parse_compression(
-            d.getVar('CONTAINER_COMPRESSION'), d.getVar('CONTAINER_COMPRESSION_LEVEL'),
-            d.getVar('CONTAINER_COMPRESSION_THREADS'))
+        payload = pkg.payload_from_spec(d.getVar('CONTAINER_PAYLOAD_SPEC'), d.getVar('CONTAINER_COMPRESSION_THREADS'))
         images = [pkg.load_unpacked(unpack_root / layout.dirname(parse_url(u))) for u in urls]
         settings = pkg.PayloadSettings(
-            d.getVar('PN'), d.getVar('BPN'), d.getVar('CONTAINER_ENGINE'), compression,
+            d.getVar('PN'), d.getVar('BPN'), d.getVar('CONTAINER_ENGINE'), payload,
             version=d.getVar('CHANGELOG_V') or d.getVar('PV'), arch=d.getVar('DPKG_ARCH'),
             source_date_epoch=int(d.getVar('SOURCE_DATE_EPOCH') or 0))
         inventories = pkg.read_inventories(Path(d.getVar('WORKDIR')) / 'container-inventory.json')

@@ -5,9 +5,11 @@ Standard library and host tools only (skopeo, zstd, xz, gzip): runs inside BitBa
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,11 @@ from .files import atomic_output, atomic_write, canonical_json, file_digest
 from .record import ImageRecord, RecordError
 
 COMPRESSIONS = ("zst", "xz", "gz", "none")
+# layers: a docker-archive of the registry's layer blobs as fetched (no decompression, no
+# recompression); recompress: a docker-archive of uncompressed layers, compressed as a whole.
+PAYLOADS = ("layers", "recompress")
+# Layer media types a docker-archive may hold as they are (docker 20.10 and podman 4.3 load them).
+_LOADABLE_LAYERS = ("tar+gzip", ".tar", ".tar.gzip")
 # Debian packages that provide the decompressor the loader calls on the target.
 DECOMPRESSOR_PACKAGES = {"zst": "zstd", "xz": "xz-utils", "gz": "gzip", "none": ""}
 MANIFEST_VERSION = 2  # 2: each image entry is a versioned image record plus the packaged file
@@ -71,6 +78,42 @@ def parse_compression(kind: str, level: str, threads: str) -> Compression:
 
 
 @dataclass(frozen=True)
+class Payload:
+    """What the packaged archives are: `layers` as fetched, or `recompress`ed with `compression`."""
+
+    kind: str
+    compression: Compression
+
+    @property
+    def suffix(self) -> str:
+        return ".tar" + ("" if self.kind == "layers" else self.compression.suffix)
+
+    @property
+    def spec(self) -> str:
+        """The signature input: only what changes the bytes (`layers`, or `recompress zst 3`)."""
+        if self.kind == "layers":
+            return "layers"
+        return f"recompress {self.compression.kind} {self.compression.level}"
+
+
+def parse_payload(kind: str, compression: str, level: str, threads: str) -> Payload:
+    """CONTAINER_PAYLOAD with CONTAINER_COMPRESSION and its level (used by `recompress` only)."""
+    kind = (kind or "layers").strip()
+    if kind not in PAYLOADS:
+        raise PackagingError(f"CONTAINER_PAYLOAD = '{kind}' is not one of {', '.join(PAYLOADS)}")
+    if kind == "layers":
+        return Payload(kind, Compression("none", 0, 1))
+    return Payload(kind, parse_compression(compression, level, threads))
+
+
+def payload_from_spec(spec: str, threads: str) -> Payload:
+    """The Payload a `Payload.spec` string names (what the install task reads)."""
+    kind, _, rest = (spec or "layers").partition(" ")
+    compression, _, level = rest.partition(" ")
+    return parse_payload(kind, compression, level, threads)
+
+
+@dataclass(frozen=True)
 class UnpackedImage:
     """An image do_unpack placed in WORKDIR, with the facts it recorded."""
 
@@ -90,6 +133,51 @@ def load_unpacked(path: Path) -> UnpackedImage:
         raise PackagingError(f"{path} has no {layout.FACTS}: was do_unpack run?") from None
     except RecordError as err:
         raise PackagingError(f"{err}; run do_unpack again") from None
+
+
+def export_layers(image: UnpackedImage, dest: Path) -> None:
+    """A docker-archive whose layers are the registry's blobs as fetched, written atomically to `dest`.
+
+    `manifest.json` names each compressed blob as a layer tar: docker (20.10) and
+    podman (4.3) load it, and the image ID is the config digest. No decompression,
+    no recompression: one pass over the compressed bytes, reproducible (fixed order,
+    mtime 0, root-owned).
+    """
+    facts = image.facts
+    if facts.config is None or facts.layers is None:
+        raise PackagingError(f"{image.tagged}: {image.layout} lacks config/layer facts; run do_unpack again")
+    odd = [d.media_type for d in facts.layers if not d.media_type.endswith(_LOADABLE_LAYERS)]
+    if odd:
+        raise PackagingError(
+            f"{image.tagged}: layers of type {', '.join(sorted(set(odd)))} cannot go into a docker-archive "
+            "(docker 20.10 loads gzip and plain tar layers only): pin an image with gzip layers"
+        )
+    blobs = image.layout / "blobs" / "sha256"
+    config = facts.config.split(":", 1)[1]
+    layers = [d.digest.split(":", 1)[1] for d in facts.layers]
+    manifest = [
+        {"Config": f"{config}.json", "RepoTags": [image.tagged], "Layers": [f"{h}.tar" for h in layers]}
+    ]
+    with atomic_output(dest) as out, tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        _add_file(tar, f"{config}.json", blobs / config)
+        for hexdigest in dict.fromkeys(layers):  # a layer used twice is stored once
+            _add_file(tar, f"{hexdigest}.tar", blobs / hexdigest)
+        _add_bytes(tar, "manifest.json", (json.dumps(manifest, sort_keys=True) + "\n").encode())
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uid, info.gid = size, 0, 0o644, 0, 0
+    return info
+
+
+def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> None:
+    with path.open("rb") as f:
+        tar.addfile(_tar_info(name, path.stat().st_size), f)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
 
 
 def export_compressed(image: UnpackedImage, dest: Path, compression: Compression, scratch: Path) -> None:
@@ -143,7 +231,7 @@ class PayloadSettings:
     package: str
     bpn: str
     engine: str
-    compression: Compression
+    payload: Payload
     version: str = ""
     arch: str = ""
     source_date_epoch: int = 0
@@ -166,10 +254,13 @@ def install_payload(
     scratch.mkdir(parents=True, exist_ok=True)
     lines, entries = [], []
     for image in images:
-        name = f"{image.layout.name}.tar{settings.compression.suffix}"
+        name = f"{image.layout.name}{settings.payload.suffix}"
         target = images_dir / name
-        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-            export_compressed(image, target, settings.compression, Path(tmp))
+        if settings.payload.kind == "layers":
+            export_layers(image, target)
+        else:
+            with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+                export_compressed(image, target, settings.payload.compression, Path(tmp))
         config = image.facts.config
         lines.append(f"{name} {image.tagged} {config}\n")
         entries.append(
@@ -179,8 +270,9 @@ def install_payload(
                 "file_sha256": file_digest(target),
                 "file_size": target.stat().st_size,
                 "format": "docker-archive",
-                "compression": settings.compression.kind,
-                "compression_level": settings.compression.level,
+                "payload": settings.payload.kind,
+                "compression": settings.payload.compression.kind,
+                "compression_level": settings.payload.compression.level,
                 **(
                     {"inventory": inventories[image.layout.name]}
                     if image.layout.name in (inventories or {})
