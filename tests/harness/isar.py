@@ -85,11 +85,27 @@ class IsarError(RuntimeError):
 
 
 def layer_dir() -> Path:
-    """The container-lock layer under test: `CONTAINER_LOCK_LAYER`, else `<repo>/meta`."""
+    """The container-lock layer under test: `CONTAINER_LOCK_LAYER`, else `<repo>/meta`.
+
+    Where the build user could not read it (a checkout under a private home), a copy in the
+    work root is used instead.
+    """
     path = Path(os.environ.get("CONTAINER_LOCK_LAYER") or REPO / "meta").resolve()
     if not (path / "conf" / "layer.conf").is_file():
         raise IsarError(f"CONTAINER_LOCK_LAYER={path}: no conf/layer.conf there")
+    if build_user() is not None and not _world_readable(path):
+        copy = work_root() / "container-lock-layer"
+        if not copy.exists():
+            shutil.copytree(path, copy, symlinks=True)
+            give_to_build_user(copy)
+        return copy
     return path
+
+
+def _world_readable(path: Path) -> bool:
+    """Can any user enter every parent of `path` and read `path`?"""
+    parents_ok = all(p.stat().st_mode & 0o001 for p in path.parents)
+    return parents_ok and path.stat().st_mode & 0o005 == 0o005
 
 
 def build_user() -> str | None:
