@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -15,6 +15,8 @@ from containerlock.platform import Platform
 from containerlock.reference import ImageReference
 from containerlock.skopeo import RegistryError, Skopeo, run_subprocess
 
+from .registry_api import Session, Unsupported
+
 
 @dataclass(frozen=True)
 class Resolution:
@@ -25,8 +27,35 @@ class Resolution:
     error: str | None = None
 
 
-def resolve(ref: ImageReference, timeout: float = 60.0) -> LockEntry:
-    """The digest `ref`'s tag names now, and the manifests of its platforms."""
+def resolve(ref: ImageReference, timeout: float = 60.0, session: Session | None = None) -> LockEntry:
+    """The digest `ref`'s tag names now, and the manifests of its platforms.
+
+    One HTTP request (two for a single-platform image: its config names the platform),
+    with skopeo's settings; skopeo itself where registries.conf needs its full handling.
+    """
+    session = session or Session(timeout)
+    try:
+        raw = session.manifest(ref.registry, ref.repository, ref.tag)
+        digest = sha256_digest(raw)
+        doc = mf.load(raw)
+        if mf.is_index(doc):
+            return LockEntry(digest, index_platforms(doc))
+        config_digest = mf.image_manifest(doc).config.digest
+        config = json.loads(session.blob(ref.registry, ref.repository, config_digest))
+    except Unsupported:
+        return _resolve_with_skopeo(ref, timeout)
+    except RegistryError as err:
+        raise RegistryError(
+            f"{ref.tagged}: manifest lookup from registry {ref.registry} failed: {err}"
+        ) from None
+    return LockEntry(digest, {str(_platform(config)): digest})
+
+
+def _platform(config: dict) -> Platform:
+    return Platform(str(config.get("os")), str(config.get("architecture")), config.get("variant") or None)
+
+
+def _resolve_with_skopeo(ref: ImageReference, timeout: float) -> LockEntry:
     client = Skopeo(run_subprocess, ref.tagged, ref.registry, timeout=timeout)
     raw = client.inspect_raw(ref.tagged)
     digest = sha256_digest(raw)
@@ -34,21 +63,16 @@ def resolve(ref: ImageReference, timeout: float = 60.0) -> LockEntry:
     if mf.is_index(doc):
         return LockEntry(digest, index_platforms(doc))
     config = json.loads(client.inspect_config(ref.by_digest(digest)))
-    platform = Platform(str(config.get("os")), str(config.get("architecture")), config.get("variant") or None)
-    return LockEntry(digest, {str(platform): digest})
+    return LockEntry(digest, {str(_platform(config)): digest})
 
 
-def resolve_all(
-    refs: Iterable[ImageReference],
-    jobs: int = 8,
-    timeout: float = 60.0,
-    resolver: Callable[[ImageReference, float], LockEntry] = resolve,
-) -> list[Resolution]:
-    """Resolve in parallel; one failure does not stop the others."""
+def resolve_all(refs: Iterable[ImageReference], jobs: int = 8, timeout: float = 60.0) -> list[Resolution]:
+    """Resolve in parallel (one session: tokens are shared); one failure does not stop the others."""
+    session = Session(timeout)
 
     def one(ref: ImageReference) -> Resolution:
         try:
-            return Resolution(ref, resolver(ref, timeout))
+            return Resolution(ref, resolve(ref, timeout, session))
         except RegistryError as err:  # names the image already
             return Resolution(ref, None, str(err))
         except (mf.ManifestError, ValueError) as err:

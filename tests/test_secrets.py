@@ -91,9 +91,8 @@ def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
         # `verify` logs in with the same auth files: the referrers API (this registry has none:
         # 404) and the sha256-<hex> tag fallback (404 once logged in); anonymous, it gets a 401.
         # The referrers client answers the registry's challenge like skopeo (tags/list needs a login).
-        assert registry_api.get_json(private.host, "secret/app/tags/list", "application/json", 10)[
-            "tags"
-        ] == ["1.0"]
+        tags, _ = registry_api.Session(10).get(private.host, "secret/app", "tags/list", "application/json")
+        assert json.loads(tags)["tags"] == ["1.0"]
         policy = tmp_path / "policy.toml"
         policy.write_text(
             f'version = 1\n[[signers]]\nimages = ["{private.host}/*"]\nissuer = "https://i.example"\n'
@@ -120,7 +119,7 @@ def test_credentials_stay_out_of_every_artifact(tmp_path, monkeypatch) -> None:
         assert "401" in json.loads(anonymous_verify.stdout)["images"][0]["error"]
         monkeypatch.setenv("HOME", str(tmp_path / "anonymous"))
         with pytest.raises(RegistryError, match="401"):
-            registry_api.get_json(private.host, "secret/app/tags/list", "application/json", 10)
+            registry_api.Session(10).get(private.host, "secret/app", "tags/list", "application/json")
         monkeypatch.setenv("HOME", str(home))
         texts_verify = [verified.stdout, verified.stderr, anonymous_verify.stdout, anonymous_verify.stderr]
 
