@@ -17,7 +17,8 @@ def strict_violation(url: str, image: ImageReference) -> str | None:
         return None
     return (
         f'{url}: BB_STRICT_CHECKSUM = "1" requires a tag and a digest, this URL has no '
-        f"{' and '.join(absent)}. Pin it in SRC_URI (docker://{image.name};tag=<tag>;digest=sha256:…) {FIX}"
+        f"{' and '.join(absent)}. Pin it in SRC_URI (docker://{image.name};tag=<tag>;digest=sha256:…) {FIX} "
+        "(OpenEmbedded-Core turns strict mode on by default)"
     )
 
 
