@@ -195,7 +195,8 @@ def test_schema_validation_stays_on_without_the_iri_grammar() -> None:
         "import json, sys, sbom.output\n"
         "from cyclonedx.schema import SchemaVersion\n"
         "from cyclonedx.validation.json import JsonStrictValidator\n"
-        "bad = {'bomFormat': 'CycloneDX', 'specVersion': '1.6', 'version': 'one', 'components': [{'type': 'x'}]}\n"
+        "bad = {'bomFormat': 'CycloneDX', 'specVersion': '1.6', 'version': 'one',\n"
+        "       'components': [{'type': 'x'}]}\n"
         "error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bad))\n"
         "print(sys.modules['rfc3987_syntax'] is None, error is not None)\n"
     )
