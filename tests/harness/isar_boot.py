@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness import processes
+
 MARK = "@@CLTEST"
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
 QEMU = "qemu-system-x86_64"
@@ -191,13 +193,7 @@ class QemuVM:
     def close(self) -> None:
         """Stop qemu if it still runs."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop(process)
 
     def __enter__(self) -> QemuVM:
         return self.start()

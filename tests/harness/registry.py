@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness import processes
+
 _ACCESS = re.compile(
     r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" '
     r'(?P<status>\d{3}) (?P<size>\d+|-) "[^"]*" "(?P<agent>[^"]*)"'
@@ -209,13 +211,7 @@ class Registry:
     def stop_serving(self) -> None:
         """Take the server down (terminate, then kill); port, storage and log stay for `start()`."""
         process, self._process = self._process, None
-        if process and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop(process)
 
     def stop(self) -> None:
         """Stop the server (the same as `stop_serving()`; `start()` serves the same content again)."""
