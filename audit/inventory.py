@@ -19,7 +19,7 @@ def image_source(text: str) -> str:
 def of_image(ref: str, platform: Platform | None, timeout: float) -> tuple[str, Inventory]:
     """Pull `ref` (for `platform`, default the host's) into a temporary layout and list its packages."""
     source = image_source(ref)
-    options = ["--preserve-digests"] if platform is None else []
+    options = ["--preserve-digests"]
     if platform is not None:
         options += ["--override-os", platform.os, "--override-arch", platform.architecture]
         options += ["--override-variant", platform.variant] if platform.variant else []

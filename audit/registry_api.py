@@ -160,7 +160,18 @@ class Session:
     retries: int = 2
     retry_delay: float = 0.5
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    _settings: dict[str, RegistrySettings] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def settings(self, host: str) -> RegistrySettings:
+        """registries.conf for `host`, read once per session (not per request)."""
+        with self._lock:
+            found = self._settings.get(host)
+        if found is None:
+            found = settings(host)
+            with self._lock:
+                self._settings[host] = found
+        return found
 
     def _token(self, challenge: str, login: tuple[str, str] | None) -> str:
         params = dict(_CHALLENGE.findall(challenge))
@@ -174,7 +185,7 @@ class Session:
 
     def get(self, host: str, repository: str, path: str, accept: str) -> tuple[bytes, dict[str, str]] | None:
         """GET `/v2/<repository>/<path>`: (body, headers), or None if the registry has no such thing."""
-        scheme = "http" if settings(host).insecure else "https"
+        scheme = "http" if self.settings(host).insecure else "https"
         url = f"{scheme}://{host}/v2/{repository}/{path}"
         key = (host, repository)
         with self._lock:
@@ -210,7 +221,7 @@ class Session:
 
         Transient failures (5xx, resets, refused connections) are retried with backoff.
         """
-        config = settings(host)
+        config = self.settings(host)
         by_digest = reference.startswith("sha256:")
         hosts = [*config.mirrors] if config.mirrors_for_tags or by_digest else []
         errors = []
@@ -243,7 +254,7 @@ class Session:
 
     def blob(self, host: str, repository: str, digest: str) -> bytes:
         """A blob (e.g. an image config), verified against its digest."""
-        config = settings(host)
+        config = self.settings(host)
         for candidate in [*config.mirrors, host]:
             try:
                 found = self.get(candidate, repository, f"blobs/{digest}", "*/*")

@@ -134,7 +134,7 @@ def of_layers(blobs: Sequence[tuple[str, Path]], image: str) -> Inventory:
     introduced: dict[tuple[str, ...], Found] = {}
     files: dict[str, FileEntry] = {}
     try:
-        for digest, files, _changes in layers.stack(blobs, wanted, image):
+        for digest, files in layers.stack(blobs, wanted, image):
             current = databases.packages(files)
             for key, found in current.items():
                 before = introduced.get(key)

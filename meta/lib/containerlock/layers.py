@@ -139,10 +139,10 @@ def resolve(files: dict[str, FileEntry], path: str, where: str, hops: int = 16) 
 
 def stack(
     blobs: Sequence[tuple[str, Path]], wanted: Callable[[str], bool], image: str
-) -> Iterator[tuple[str, dict[str, FileEntry], LayerChanges]]:
-    """After each layer (digest, blob path): its digest, the stacked wanted files, and its changes."""
+) -> Iterator[tuple[str, dict[str, FileEntry]]]:
+    """After each layer (digest, blob path): its digest and the stacked wanted files."""
     files: dict[str, FileEntry] = {}
     for digest, blob in blobs:
         changes = read_changes(blob, digest, wanted, f"{image}: layer {digest}")
         apply(files, changes)
-        yield digest, files, changes
+        yield digest, files
