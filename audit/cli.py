@@ -10,32 +10,29 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from containerlock import lockfile
 from containerlock import lockfile as lockfile_module
-from containerlock.policy import Policy, PolicyError
-from containerlock.policy import load as load_policy
 from containerlock.reference import InvalidReference
-from policies.evaluate import evaluate
 
-from . import __version__
 from . import update as updating
+from .console import err, escape, out
 from .scan import Found, ScanError, scan
+
+if TYPE_CHECKING:
+    from containerlock.policy import Policy
+
+# rich, the policies and the package metadata are imported where used: a command pays only
+# for what it needs (`update` of 100 tags takes less time than importing all of them).
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_REGISTRY = 0, 1, 2, 3
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err().print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(code)
 
 
@@ -67,8 +64,24 @@ def scan_paths(paths: tuple[Path, ...], defines: tuple[str, ...]) -> list[Found]
         fail(str(error))
 
 
+def print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """--version: the installed distribution's version."""
+    if value and not ctx.resilient_parsing:
+        from containerlock.version import tool_version
+
+        click.echo(f"container-lock, version {tool_version()}")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="container-lock")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=print_version,
+    help="Show the version and exit.",
+)
 def main() -> None:
     """Pin, check and audit the container images that BitBake recipes embed."""
 
@@ -170,6 +183,8 @@ def update_command(
             )
         )
     else:
+        from rich.table import Table
+
         table = Table("reference", "lock", "registry", "status", title=f"{lockfile}")
         for c in plan.changes:
             style = {"error": "red", "added": "green", "updated": "yellow", "platforms": "yellow"}.get(
@@ -181,16 +196,16 @@ def update_command(
                 short(c.new and c.new.digest),
                 f"[{style}]{c.status}[/]" if style else c.status,
             )
-        out.print(table)
+        out().print(table)
         for f in plan.unresolved:
-            err.print(f"[yellow]skipped[/] {escape(f'{f.where}: {f.text}: {f.problem}')}")
+            err().print(f"[yellow]skipped[/] {escape(f'{f.where}: {f.text}: {f.problem}')}")
         for c in plan.errors:
-            err.print(f"[red]failed[/] {escape(str(c.error))}")
+            err().print(f"[red]failed[/] {escape(str(c.error))}")
         if check:
             verdict = "out of date" if plan.pending else "up to date"
-            out.print(f"{lockfile}: {verdict} ({len(plan.pending)} to change)")
+            out().print(f"{lockfile}: {verdict} ({len(plan.pending)} to change)")
         else:
-            out.print(f"{lockfile}: {'written' if written else 'unchanged'}")
+            out().print(f"{lockfile}: {'written' if written else 'unchanged'}")
     if plan.errors:
         sys.exit(EXIT_REGISTRY)
     if check and (plan.pending or not lockfile.exists()):
@@ -201,6 +216,9 @@ def policy_inputs(
     policy_spec: str, paths: tuple[Path, ...], defines: tuple[str, ...], lockfile: Path
 ) -> tuple[Policy, list[Found], lockfile_module.Lock]:
     """The policy, the docker:// URLs of the recipes in PATHS and the lock; exit 2 on bad input."""
+    from containerlock.policy import PolicyError
+    from containerlock.policy import load as load_policy
+
     try:
         policy = load_policy(policy_spec)
     except PolicyError as error:
@@ -219,6 +237,8 @@ def check_command(
 ) -> None:
     """Evaluate a policy over the recipes in PATHS and the lockfile (no network)."""
     policy, found, lock = policy_inputs(policy_spec, paths, defines, lockfile)
+    from policies.evaluate import evaluate
+
     findings = evaluate(found, lock, lockfile if lockfile.exists() else None, policy)
     errors = [f for f in findings if f.severity == "error"]
     if as_json:
@@ -236,8 +256,8 @@ def check_command(
     else:
         for f in findings:
             colour = "red" if f.severity == "error" else "yellow"
-            out.print(f"{escape(f.where)}: [{colour}]{f.severity}[/] {escape(f'[{f.rule}] {f.message}')}")
-        out.print(
+            out().print(f"{escape(f.where)}: [{colour}]{f.severity}[/] {escape(f'[{f.rule}] {f.message}')}")
+        out().print(
             f"{len(found)} references, {len(errors)} errors, {len(findings) - len(errors)} warnings "
             f"(policy '{policy.name}')"
         )
@@ -298,7 +318,7 @@ def sbom_command(
         sys.stdout.write(text)
     else:
         write(text, output)
-        err.print(f"wrote {output}")
+        err().print(f"wrote {output}")
 
 
 @main.command("verify")
@@ -366,6 +386,8 @@ def verify_command(
             )
         )
     else:
+        from rich.table import Table
+
         table = Table(
             "reference", "pinned", "status", "signed digest(s)", "detail", title=f"policy '{policy.name}'"
         )
@@ -382,9 +404,9 @@ def verify_command(
                 ", ".join(short(d) for d in v.signed_digests) or "-",
                 escape(v.error or details or ("no signature found" if v.required else "")),
             )
-        out.print(table)
+        out().print(table)
         if record:
-            out.print(f"{lockfile}: {'written' if written else 'unchanged'}")
+            out().print(f"{lockfile}: {'written' if written else 'unchanged'}")
     if errors:
         sys.exit(EXIT_REGISTRY)
     if failed:
@@ -431,15 +453,17 @@ def inventory_command(source: str, platform_text: str | None, timeout: float, as
         return
     for name, inv in found:
         if inv is None:
-            out.print(f'{escape(name)}: no inventory in the build manifest (CONTAINER_INVENTORY = "0"?)')
+            out().print(f'{escape(name)}: no inventory in the build manifest (CONTAINER_INVENTORY = "0"?)')
             continue
         title = f"{name}: {inv.os.get('PRETTY_NAME', 'no os-release')}, {len(inv.packages)} packages"
+        from rich.table import Table
+
         table = Table("type", "name", "version", "arch", "source", "license", "layer", title=escape(title))
         for item in inv.packages:
             p = item.package
             table.add_row(
                 p.type, p.name, p.version, p.arch or "", p.source or "", p.license or "", short(item.layer)
             )
-        out.print(table)
+        out().print(table)
         for note in inv.notes:
-            err.print(f"[yellow]note:[/] {escape(note)}")
+            err().print(f"[yellow]note:[/] {escape(note)}")

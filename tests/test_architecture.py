@@ -139,3 +139,27 @@ def test_the_check_sees_outward_edges(source: str, line: str, finding: str, tmp_
         if target:
             found.add(f"{source} imports {target}")
     assert finding in found
+
+
+def test_the_command_imports_heavy_packages_only_where_used() -> None:
+    """`update` of 100 tags takes ~0.1 s; rich, the policies and package metadata cost as much to import."""
+    import subprocess
+    from importlib.metadata import version
+
+    heavy = (
+        "rich",
+        "policies.evaluate",
+        "containerlock.policy",
+        "importlib.metadata",
+        "cyclonedx",
+        "sigstore",
+    )
+    probe = f"import sys, audit.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert result.stdout.strip() == "[]"
+    shown = subprocess.run(
+        [sys.executable, "-m", "audit", "--version"], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert shown.stdout == f"container-lock, version {version('container-lock')}\n"

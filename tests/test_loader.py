@@ -114,7 +114,7 @@ def test_compression_change_reruns_only_packaging_without_downloads(
 
 def test_only_the_chosen_algorithms_level_and_the_packaging_code_are_signed(build, image_factory) -> None:
     image = image_factory.single_arch("loader/levels", tag="1.0")
-    rec = loader_recipe(build, "levels", image)
+    rec = loader_recipe(build, "levels", image, engine="docker")  # default payload: layers
     layers = build.taskhashes(rec)["do_install_fetched_containers"]
     build.set(ZSTD_COMPRESSION_LEVEL="-19", CONTAINER_COMPRESSION="xz")  # no meaning for a layers payload
     assert build.taskhashes(rec)["do_install_fetched_containers"] == layers
@@ -167,23 +167,34 @@ def test_payload_is_reproducible(tmp_path, image_factory, kind) -> None:
     assert outputs[0] == outputs[1]
 
 
-def test_package_metadata_and_uncompressed_deb(build, image_factory) -> None:
-    image = image_factory.single_arch("loader/meta", tag="1.0")
-    d = build.run(loader_recipe(build, "meta", image, extra='DEBIAN_DEPENDS = "bash"'), *PACKAGE_TASKS)
+@pytest.mark.parametrize(
+    ("engine", "depends", "suffix"),
+    [
+        # podman gunzips layers in-process: a recompressed archive (zstd on the target) by default.
+        ("podman", "bash, podman, zstd", ".tar.zst"),
+        # docker: the blobs as fetched, with pigz so that dockerd gunzips them at C speed.
+        ("docker", "bash, docker.io, apparmor, pigz", ".tar"),  # bookworm: docker.io has the client
+    ],
+)
+def test_package_metadata_and_uncompressed_deb(build, image_factory, engine, depends, suffix) -> None:
+    image = image_factory.single_arch(f"loader/meta-{engine}", tag="1.0")
+    recipe = loader_recipe(build, f"meta-{engine}", image, engine=engine, extra='DEBIAN_DEPENDS = "bash"')
+    d = build.run(recipe, *PACKAGE_TASKS)
     deb = next(Path(d.getVar("WORKDIR")).glob("*.deb"))
     info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout
-    assert "Depends: bash, podman\n" in info  # a layers payload needs no decompressor on the target
+    assert f"Depends: {depends}\n" in info  # the engine and what decompresses its payload
     assert "Architecture: amd64" in info
     members = ar_members(deb.read_bytes())
     assert "data.tar" in members  # built with -Znone: the payload is compressed already
     rules = (Path(d.getVar("S")) / "debian" / "rules").read_text()
     assert "dh_builddeb -- -Znone" in rules
-    unit = (Path(d.getVar("S")) / "debian" / "meta.service").read_text()
-    assert "Requires=podman.service" in unit and "ExecStart=/usr/share/meta/container-loader.sh" in unit
+    unit = (Path(d.getVar("S")) / "debian" / f"meta-{engine}.service").read_text()
+    assert f"Requires={engine}.service" in unit
+    assert f"ExecStart=/usr/share/meta-{engine}/container-loader.sh" in unit
     line = (payload(d) / "image.list").read_text().split()
     plat = image.platforms["linux/amd64"]
     assert line == [
-        f"{image.host.replace(':', '_')}+loader+meta@1.0.tar",
+        f"{image.host.replace(':', '_')}+loader+meta-{engine}@1.0{suffix}",
         image.reference,
         plat.config_digest,
     ]
@@ -192,7 +203,8 @@ def test_package_metadata_and_uncompressed_deb(build, image_factory) -> None:
 def test_layers_payload_holds_the_registry_blobs_as_fetched(build, image_factory) -> None:
     """No decompression, no recompression: the archive's layer files are the registry's blobs."""
     image = image_factory.multi_arch("loader/asis", tag="1.0")
-    d = build.run(loader_recipe(build, "asis", image, extra='DISTRO_ARCH = "arm64"'), *PAYLOAD_TASKS)
+    recipe = loader_recipe(build, "asis", image, engine="docker", extra='DISTRO_ARCH = "arm64"')
+    d = build.run(recipe, *PAYLOAD_TASKS)
     archive = next((payload(d) / "images").iterdir())
     plat = image.platforms["linux/arm64/v8"]
     with tarfile.open(archive) as tar:
@@ -213,7 +225,7 @@ def test_layers_payload_holds_the_registry_blobs_as_fetched(build, image_factory
 def test_layers_payload_refuses_zstd_layers_clearly(build, image_factory) -> None:
     image = image_factory.layered("loader/zstd", [{"etc/x": b"x"}], compressions=("zstd",))
     with pytest.raises(bb.BBHandledException):
-        build.run(loader_recipe(build, "zstdlayers", image), *PAYLOAD_TASKS)
+        build.run(loader_recipe(build, "zstdlayers", image, engine="docker"), *PAYLOAD_TASKS)
     message = build.events.messages(logging.CRITICAL)[-1]
     assert "tar+zstd cannot go into a docker-archive" in message and image.reference in message
 

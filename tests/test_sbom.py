@@ -87,7 +87,7 @@ def test_sbom_is_valid_and_matches_the_registry(build, image_factory, tmp_path) 
     assert layer_digests == [layer.digest for layer in tool.platforms["linux/amd64"].layers]
     props = {p["name"]: p["value"] for p in tool_c["properties"]}
     assert props["container-lock:image-id"] == tool.platforms["linux/amd64"].config_digest
-    assert props["container-lock:compression"] == "none"  # a layers payload: the blobs as fetched
+    assert props["container-lock:compression"] == "zst"  # podman-loader default: recompressed (zstd)
     assert props["container-lock:package-file"].startswith("/usr/share/loader-a/images/")
 
     deps = {d["ref"]: set(d.get("dependsOn", [])) for d in doc["dependencies"]}

@@ -13,10 +13,15 @@ CONTAINER_ENGINE ??= "docker"
 CONTAINER_ENGINE_PACKAGES ??= ""
 CONTAINER_DELETE_AFTER_LOAD ?= "0"
 
-# layers (default): each image as a docker-archive of its layer blobs as fetched (no
-# decompression, no recompression); recompress: uncompressed layers, the archive
-# compressed as a whole with CONTAINER_COMPRESSION. See docs/loader.md for the figures.
-CONTAINER_PAYLOAD ?= "layers"
+# layers: each image as a docker-archive of its layer blobs as fetched (no decompression,
+# no recompression); recompress: uncompressed layers, the archive compressed as a whole
+# with CONTAINER_COMPRESSION. The default is the kind the engine loads fastest, set by
+# docker-loader (layers) and podman-loader (recompress); see docs/loader.md for the figures.
+CONTAINER_ENGINE_PAYLOAD ??= "layers"
+CONTAINER_PAYLOAD ?= "${CONTAINER_ENGINE_PAYLOAD}"
+# Target packages that make the engine load a layers payload fast (docker-loader: pigz,
+# which dockerd runs to gunzip layers instead of Go's slower gzip).
+CONTAINER_LAYERS_PACKAGES ??= ""
 # For recompress: zst (default) | xz | gz | none. Levels: Isar writes "-3", OE "3"; both work.
 CONTAINER_COMPRESSION ?= "zst"
 CONTAINER_ZSTD_LEVEL ?= "${@d.getVar('ZSTD_COMPRESSION_LEVEL') or '3'}"
@@ -37,7 +42,7 @@ DEBIAN_MULTI_ARCH ?= "allowed"
 FILESPATH:append = ":${LAYERDIR_container-lock}/files/container-loader"
 SRC_URI += "file://container-loader.sh.in file://container-loader.service.in"
 
-# Runtime dependencies: the engine and the decompressor the loader calls,
+# Runtime dependencies: the engine and the decompressor the loader or the engine calls,
 # merged into whatever DEBIAN_DEPENDS the recipe sets (a comma-separated list).
 python () {
     import containerlock.package as pkg
@@ -53,6 +58,8 @@ python () {
     wanted = (d.getVar('CONTAINER_ENGINE_PACKAGES') or '').split(',')
     if payload == 'recompress':
         wanted.append(pkg.DECOMPRESSOR_PACKAGES.get(kind, ''))
+    else:
+        wanted += (d.getVar('CONTAINER_LAYERS_PACKAGES') or '').split(',')
     depends = [p.strip() for p in (d.getVar('DEBIAN_DEPENDS') or '').split(',') if p.strip()]
     depends += [p.strip() for p in wanted if p.strip() and p.strip() not in depends]
     d.setVar('DEBIAN_DEPENDS', ', '.join(depends))

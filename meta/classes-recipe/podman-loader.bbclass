@@ -2,4 +2,7 @@
 inherit container-loader
 
 CONTAINER_ENGINE = "podman"
+# podman gunzips layers in-process, markedly slower than loading a recompressed
+# archive (docs/loader.md): recompress (zstd) by default.
+CONTAINER_ENGINE_PAYLOAD = "recompress"
 CONTAINER_ENGINE_PACKAGES ?= "podman"
