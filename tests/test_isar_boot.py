@@ -16,10 +16,11 @@ boot) or powers off (second boot). The test asserts on those observations:
 
 How the archive is damaged: `cltest-broken-img` has a task after
 `do_install_fetched_containers` that overwrites bytes in the middle of the compressed archive in
-`${D}`, so the .deb and the image carry it with its unchanged `image.list` line. The docker
-package carries the default payload (the registry's layer blobs as fetched), the podman and the
-broken ones a recompressed zstd archive: on the host, `tar -t` reads the first, `zstd -t` accepts
-the second and rejects the damaged one.
+`${D}`, so the .deb and the image carry it with its unchanged `image.list` line. Each good
+package carries its class's default payload: docker the registry's layer blobs as fetched (and
+pigz comes with it, for dockerd's unpigz), podman a recompressed zstd archive, as does the broken
+one: on the host, `tar -t` reads the first, `zstd -t` accepts the second and rejects the damaged
+one.
 
 The guest has a user-mode NIC with `restrict=on` (no route to the host or beyond) and a DHCP
 network file from the check package, so `network-online.target` (which docker.service waits
@@ -54,10 +55,9 @@ IMAGE = "isar-image-base"
 BUILD_TIMEOUT = 20 * 60.0  # a cold build took 6 min here
 BOOT_TIMEOUT = 15 * 60.0  # both boots, until the guest powers off
 GOOD = {"cltest-docker-img": "docker", "cltest-podman-img": "podman"}
-# Both payload kinds on a real device: docker gets the blobs as fetched (the default), podman
-# and the broken package a recompressed zstd archive.
+# Both payload kinds on a real device, each the default of its class: docker-loader the blobs
+# as fetched, podman-loader (and the broken package) a recompressed zstd archive.
 RECOMPRESS = 'CONTAINER_PAYLOAD = "recompress"\n'
-PAYLOAD_EXTRA = {"cltest-docker-img": "", "cltest-podman-img": RECOMPRESS}
 BROKEN = "cltest-broken-img"
 
 _BROKEN_TASK = """
@@ -123,6 +123,7 @@ for unit in @UNITS@; do
     run "journal $unit" journalctl -b --no-pager -o cat -u "$unit.service"
 done
 run failed systemctl --failed --no-legend --plain
+run unpigz command -v unpigz
 run "docker images" docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'
 run "podman images" podman image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'
 run "docker run" docker run --rm --pull=never --network none @DOCKER_REF@
@@ -145,7 +146,7 @@ def _loader_recipe(engine: str, image: PushedImage, extra: str = "") -> str:
 def _write_layer(build: IsarBuild, images: dict[str, PushedImage]) -> None:
     """The four test packages in the build's test layer."""
     for pn, engine in GOOD.items():
-        build.add_recipe(pn, _loader_recipe(engine, images[pn], PAYLOAD_EXTRA[pn]))
+        build.add_recipe(pn, _loader_recipe(engine, images[pn]))
     build.add_recipe(BROKEN, _loader_recipe("podman", images[BROKEN], RECOMPRESS + _BROKEN_TASK))
     recipe = build.add_recipe("cltest-boot-check", _CHECK_RECIPE)
     files = recipe.parent / "files"
@@ -214,6 +215,9 @@ def _check_boot(report: Report, images: dict[str, PushedImage], first: bool) -> 
     )
     assert f"container-loader({BROKEN}): 0 loaded, 0 already present, 1 with errors" in journal, journal
     assert broken.reference not in _image_ids(report, "podman")
+
+    unpigz = report["unpigz"]  # installed with the docker package: dockerd gunzips layers with it
+    assert unpigz.status == 0 and unpigz.output.strip() == "/usr/bin/unpigz", unpigz.output
 
     failed = _failed_units(report)
     assert f"{BROKEN}.service" in failed, failed

@@ -66,8 +66,14 @@ class Dockerd:
     scripts that run `docker` from PATH (see `env()`).
     """
 
-    def __init__(self, ready_timeout: float = 60.0, stop_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        ready_timeout: float = 60.0,
+        stop_timeout: float = 20.0,
+        daemon_env: dict[str, str] | None = None,
+    ) -> None:
         _require_docker_io()
+        self.daemon_env = daemon_env or {}  # extra environment for dockerd only (e.g. MOBY_DISABLE_PIGZ)
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         # Short: unix socket paths (also containerd's, under the exec root) are limited to ~100 bytes.
@@ -118,7 +124,7 @@ class Dockerd:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self._env(),
+                env={**self._env(), **self.daemon_env},
                 start_new_session=True,  # a ^C to pytest is not also delivered to dockerd
             )
         deadline = time.monotonic() + self.ready_timeout
