@@ -30,7 +30,7 @@ def build(registry: Registry) -> IsarBuild:
     """An amd64 build that writes mirror tarballs."""
     build = IsarBuild(isar_checkout("master"), work_dir("rebuild"), machine="qemuamd64")
     build.registries(insecure=[registry.host])
-    # The compression tests are about recompressed payloads (the default, layers, has no level).
+    # The compression tests are about recompressed payloads (docker-loader's default, layers, has no level).
     build.set(BB_GENERATE_MIRROR_TARBALLS="1", CONTAINER_PAYLOAD="recompress")
     return build
 
