@@ -6,6 +6,7 @@ docs/architecture.md shows the graph this test keeps true.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +118,29 @@ def test_no_import_cycles() -> None:
         if node not in state:
             visit(node, [node])
     assert cycles == []
+
+
+def documented_bitbake_modules(text: str) -> set[str]:
+    """The layer modules docs/architecture.md says use `bb` ("(standard library; `a`, `b` also use `bb`)")."""
+    found = re.search(r"\(standard library;(?P<names>[^)]*?)\s+also\s+uses?\s+`bb`\)", text)
+    assert found, "docs/architecture.md no longer says which layer modules use `bb`"
+    return {f"containerlock.{name}" for name in re.findall(r"`(\w+)`", found["names"])}
+
+
+def bitbake_modules() -> set[str]:
+    """The layer modules that import `bb` anywhere (module level or inside functions)."""
+    return {
+        name
+        for name, path in modules().items()
+        if name.startswith("containerlock")
+        and any(target == "bb" or target.startswith("bb.") for target in imports(name, path))
+    }
+
+
+def test_architecture_doc_names_the_modules_that_import_bitbake() -> None:
+    """The "Shared code" list of `bb` users is the code's, so the CLI's share of the layer is stated right."""
+    documented = documented_bitbake_modules((REPO / "docs" / "architecture.md").read_text())
+    assert documented == bitbake_modules()
 
 
 @pytest.mark.parametrize(
