@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from containerlock import manifest as mf
@@ -66,9 +66,19 @@ def _resolve_with_skopeo(ref: ImageReference, timeout: float) -> LockEntry:
     return LockEntry(digest, {str(_platform(config)): digest})
 
 
-def resolve_all(refs: Iterable[ImageReference], jobs: int = 8, timeout: float = 60.0) -> list[Resolution]:
-    """Resolve in parallel (one session: tokens are shared); one failure does not stop the others."""
+def resolve_all(
+    refs: Iterable[ImageReference],
+    jobs: int = 8,
+    timeout: float = 60.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Resolution]:
+    """Resolve in parallel (one session: tokens are shared); one failure does not stop the others.
+
+    `progress(done, total)` is called as lookups finish. On KeyboardInterrupt the lookups not
+    started are cancelled and the running ones abandoned (the caller exits at once).
+    """
     session = Session(timeout)
+    targets = list(refs)
 
     def one(ref: ImageReference) -> Resolution:
         try:
@@ -78,5 +88,15 @@ def resolve_all(refs: Iterable[ImageReference], jobs: int = 8, timeout: float = 
         except (mf.ManifestError, ValueError) as err:
             return Resolution(ref, None, f"{ref.tagged}: {err}")
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, refs))
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        futures = [pool.submit(one, ref) for ref in targets]
+        for done, _ in enumerate(as_completed(futures), 1):
+            if progress is not None:
+                progress(done, len(futures))
+        results = [f.result() for f in futures]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results

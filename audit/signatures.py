@@ -183,8 +183,7 @@ def check_legacy(
             return Check(None, f"the signature names {claimed}, not {digest}", "other digest")
         signature = base64.b64decode(annotations.get("dev.cosignproject.cosign/signature", ""))
         for signer in keyed:
-            key_path = Path(str(signer.key))
-            key_path = key_path if key_path.is_absolute() else base / key_path
+            key_path = key_file(signer, base)
             key = serialization.load_pem_public_key(key_path.read_bytes())
             if not isinstance(key, ec.EllipticCurvePublicKey):
                 continue  # cosign keys are ECDSA P-256
@@ -195,6 +194,52 @@ def check_legacy(
             return Check(signer.describe(), f"signed with {key_path.name}")
         return Check(None, "legacy signature present, but no policy key verifies it", "invalid signature")
     return Check(None, "no simple-signing payload in the .sig image", "invalid signature")
+
+
+class TrustInputError(ValueError):
+    """A key file or trusted root the verification needs cannot be used (exit status 2)."""
+
+
+def key_file(signer: Signer, base: Path) -> Path:
+    """The public key file a key-based signer names (relative to the policy file's directory)."""
+    path = Path(str(signer.key))
+    return path if path.is_absolute() else base / path
+
+
+def check_trust_inputs(signers: tuple[Signer, ...], base: Path, trusted_root: Path | None) -> None:
+    """Every key file is an ECDSA public key and the trusted root is one; else TrustInputError.
+
+    Checked before any registry request, so a typo fails even where no signature is found.
+    """
+    for signer in signers:
+        if not signer.key:
+            continue
+        path = key_file(signer, base)
+        try:
+            key = serialization.load_pem_public_key(path.read_bytes())
+        except OSError as err:
+            raise TrustInputError(
+                f"{path}: cannot read the public key of signer '{signer.describe()}' ({err.strerror or err})"
+            ) from None
+        except (ValueError, TypeError) as err:
+            raise TrustInputError(
+                f"{path}: not a PEM public key (signer '{signer.describe()}'): {err}; "
+                "give the .pub file written by `cosign generate-key-pair`"
+            ) from None
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise TrustInputError(f"{path}: a {type(key).__name__}, not an ECDSA key as cosign makes")
+    if trusted_root is not None:
+        try:
+            TrustedRoot.from_file(str(trusted_root))
+        except OSError as err:
+            raise TrustInputError(
+                f"{trusted_root}: cannot read the trusted root ({err.strerror or err})"
+            ) from None
+        except Exception as err:  # sigstore/pydantic raise several kinds for a file that is not one
+            raise TrustInputError(
+                f"{trusted_root}: not a Sigstore trusted root (trusted_root.json): {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
 
 
 @dataclass(frozen=True)

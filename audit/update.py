@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,10 @@ class UpdatePlan:
         return [c for c in self.changes if c.error]
 
     @property
+    def resolved(self) -> list[Change]:
+        return [c for c in self.changes if c.new is not None]
+
+    @property
     def pending(self) -> list[Change]:
         return [c for c in self.changes if c.status in ("added", "updated", "platforms")]
 
@@ -78,17 +82,27 @@ def _targets(found: Sequence[Found], lock: Lock, images: Iterable[str]) -> dict[
 
 
 def plan(
-    found: Sequence[Found], lock: Lock, images: Iterable[str] = (), jobs: int = 8, timeout: float = 60.0
+    found: Sequence[Found],
+    lock: Lock,
+    images: Iterable[str] = (),
+    jobs: int = 8,
+    timeout: float = 60.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> UpdatePlan:
     """Resolve every reference that needs the lock (or the named `images`) against its registry."""
     targets = _targets(found, lock, images)
-    resolutions = resolve_all(targets.values(), jobs=jobs, timeout=timeout)
+    resolutions = resolve_all(targets.values(), jobs=jobs, timeout=timeout, progress=progress)
     changes = [Change(r.ref.tagged, lock.get(r.ref.tagged), r.entry, r.error) for r in resolutions]
     return UpdatePlan(changes, [f for f in found if f.ref is None])
 
 
 def write(plan: UpdatePlan, path: Path) -> bool:
-    """Apply the successful changes (failed ones keep their old entry); returns whether it wrote."""
+    """Apply the successful changes (failed ones keep their old entry); returns whether it wrote.
+
+    Nothing resolved: nothing is written (no empty lockfile is created, an existing one is untouched).
+    """
+    if not plan.resolved:
+        return False
 
     def change(lock: Lock) -> None:
         for c in plan.changes:

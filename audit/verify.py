@@ -29,12 +29,16 @@ class ImageVerdict:
     def signed_digests(self) -> list[str]:
         return sorted({e.digest for e in self.evidence if e.verified})
 
+    pinned: bool = True
+
     def status(self, platforms: Sequence[str]) -> str:
-        """verified, not required, error, unsigned, or why the signatures found were rejected."""
+        """verified, not required, error, not pinned, unsigned, or why the signatures were rejected."""
         if self.error:
             return "error"
         if not self.required:
             return "not required"
+        if not self.pinned:
+            return "not pinned"
         signed = set(self.signed_digests)
         if self.digest in signed or (platforms and set(platforms) <= signed):
             return "verified"
@@ -42,9 +46,15 @@ class ImageVerdict:
         return next((f for f in FAILURES if f in failures), "unsigned")
 
 
-def targets(found: Sequence[Found], lock: Lock) -> dict[str, tuple[str, LockEntry | None]]:
-    """Pinned references: recipe digests, else the lock's; without recipes, every lock entry."""
-    pins: dict[str, tuple[str, LockEntry | None]] = {}
+ACCEPTED = ("verified", "not required")
+
+
+def targets(found: Sequence[Found], lock: Lock) -> dict[str, tuple[str | None, LockEntry | None]]:
+    """Each reference with its pin (recipe digest, else the lock's; None if unpinned).
+
+    Without recipes, every lock entry.
+    """
+    pins: dict[str, tuple[str | None, LockEntry | None]] = {}
     if not found:
         return {key: (entry.digest, entry) for key, entry in lock.entries.items()}
     for f in found:
@@ -52,7 +62,7 @@ def targets(found: Sequence[Found], lock: Lock) -> dict[str, tuple[str, LockEntr
             continue
         entry = lock.get(f.ref.tagged)
         digest = f.ref.digest or (entry.digest if entry else None)
-        if digest:
+        if digest or f.ref.tagged not in pins:
             pins[f.ref.tagged] = (digest, entry if entry and entry.digest == digest else None)
     return dict(sorted(pins.items()))
 
@@ -72,8 +82,8 @@ def verify(
         name = lockfile.key_reference(key).name
         signers = policy.signers_for(name)
         platforms = sorted(set((entry.platforms if entry else {}).values()) - {digest})
-        verdict = ImageVerdict(key, digest, tuple(s.describe() for s in signers))
-        if signers:
+        verdict = ImageVerdict(key, digest or "", tuple(s.describe() for s in signers), pinned=bool(digest))
+        if signers and digest:
             try:
                 verdict.evidence = find_and_verify(
                     name, [digest, *platforms], signers, trusted_root, offline, policy_dir, timeout
@@ -82,6 +92,16 @@ def verify(
                 verdict.error = f"{key}: {err}"
         verdicts.append((verdict, platforms))
     return verdicts
+
+
+def failed(verdicts: Sequence[tuple[ImageVerdict, list[str]]], policy: Policy) -> list[ImageVerdict]:
+    """Images whose required signature is not verified: fail closed unless the policy relaxes it.
+
+    Only an explicit `unsigned = "warning"` (or "ignore") in the policy lets them pass.
+    """
+    if policy.severity("unsigned") != "error":
+        return []
+    return [v for v, platforms in verdicts if not v.error and v.status(platforms) not in ACCEPTED]
 
 
 def record(path: Path, verdicts: Sequence[tuple[ImageVerdict, list[str]]]) -> bool:

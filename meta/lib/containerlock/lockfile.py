@@ -144,7 +144,9 @@ def parse(text: str, where: str) -> Lock:
             raise LockfileError(f"{where}: key '{key}' is not normalised; write '{normal}'")
         try:
             entries[key] = _entry(key, raw, where)
-        except (InvalidReference, PlatformError) as err:
+        except InvalidReference as err:  # validate_digest named the file and the entry
+            raise LockfileError(str(err)) from None
+        except PlatformError as err:
             raise LockfileError(f"{where}: entry '{key}': {err}") from None
     return Lock(entries)
 
@@ -157,6 +159,8 @@ def load(path: Path) -> Lock:
         return Lock()
     except UnicodeDecodeError:
         raise LockfileError(f"{path}: not UTF-8 text") from None
+    except IsADirectoryError:
+        raise LockfileError(f"{path}: is a directory; give the lockfile's path") from None
     return parse(text, str(path))
 
 

@@ -83,7 +83,8 @@ class Policy:
     signers: tuple[Signer, ...] = field(default_factory=tuple)
 
     def severity(self, rule: str) -> str:
-        return self.severities.get(rule, "warning")
+        """The rule's severity; a required signature fails closed unless a policy relaxes it."""
+        return self.severities.get(rule, "error" if rule == "unsigned" else "warning")
 
     def signers_for(self, name: str) -> tuple[Signer, ...]:
         """The signers required for the image `host[:port]/path`."""
@@ -219,6 +220,14 @@ def load(spec: str | None, builtin_dir: Path = BUILTIN_DIR) -> Policy:
         text = path.read_text()
     except FileNotFoundError:
         raise PolicyError(f"{path}: no such policy file; built-in policies: {', '.join(BUILTIN)}") from None
+    except IsADirectoryError:
+        raise PolicyError(
+            f"{path}: is a directory; give a policy file (TOML) or {', '.join(BUILTIN)}"
+        ) from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"{path}: not UTF-8 text; a policy is a TOML file") from None
+    except OSError as err:
+        raise PolicyError(f"{path}: cannot read the policy file ({err.strerror or err})") from None
     try:
         extends = tomllib.loads(text).get("extends", "default")
     except tomllib.TOMLDecodeError:

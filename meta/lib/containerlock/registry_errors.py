@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 
+_PLAIN_HTTP = (
+    "the registry speaks plain HTTP, not HTTPS: mark it insecure in registries.conf "
+    '([[registry]] location = "host:port" insecure = true)'
+)
 _MEANINGS = (
     (
         "skopeo: not found",
@@ -28,7 +32,10 @@ _MEANINGS = (
     ("503 service unavailable", "server unavailable (503)"),
     ("504 gateway", "gateway timeout (504)"),
     ("digest did not match", "the registry sent bytes that do not match their digest"),
-    ("http response to https client", "the registry speaks plain HTTP: mark it insecure in registries.conf"),
+    ("http response to https client", _PLAIN_HTTP),
+    ("wrong_version_number", _PLAIN_HTTP),  # Python's ssl module, talking TLS to a plain-HTTP registry
+    ("name or service not known", "unknown host"),
+    ("operation now in progress", "timed out (--timeout)"),
 )
 _TRANSIENT = re.compile(
     r"toomanyrequests|too many requests|\b429\b|\b50[0234]\b|connection reset|unexpected eof|timeout"

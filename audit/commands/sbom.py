@@ -1,0 +1,84 @@
+"""`container-lock sbom`: CycloneDX 1.6 SBOM of the images that loader packages embed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .. import exits
+from ..console import err, escape
+from ..exits import fail
+from ..inputs import writable
+
+
+@click.command("sbom", epilog=exits.HELP)
+@click.argument("manifests", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--deploy-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="DEPLOY_DIR: read every build manifest in it.",
+)
+@click.option(
+    "--lockfile",
+    "-l",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Add the locked digests as properties.",
+)
+@click.option(
+    "--merge",
+    "merge_into",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="IMAGE_SBOM.json",
+    help="Add the images to this CycloneDX JSON (e.g. Isar's debsbom output).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write here (atomically; its directory must exist); default stdout.",
+)
+@click.option("--format", "fmt", type=click.Choice(["json", "xml"]), default="json", show_default=True)
+@click.option(
+    "--source-date-epoch",
+    type=click.IntRange(min=0),
+    envvar="SOURCE_DATE_EPOCH",
+    help="Timestamp (seconds since 1970, >= 0); default: $SOURCE_DATE_EPOCH, else the newest "
+    "of the build manifests'.",
+)
+def sbom_command(
+    manifests: tuple[Path, ...],
+    deploy_dir: Path | None,
+    lockfile: Path | None,
+    merge_into: Path | None,
+    output: Path | None,
+    fmt: str,
+    source_date_epoch: int | None,
+) -> None:
+    """CycloneDX 1.6 SBOM of the container images that loader packages embed.
+
+    Reads the build manifests (MANIFESTS, or --deploy-dir), validates the
+    document against the schema, and refuses to write an invalid one.
+    """
+    from containerlock import lockfile as lockfile_module
+    from sbom.generate import generate
+    from sbom.manifests import BuildManifestError
+    from sbom.output import SbomError, write
+
+    from ..progress import progress
+
+    if bool(manifests) == bool(deploy_dir):
+        fail("give either build manifest files or --deploy-dir")
+    if output is not None:
+        writable(output, "SBOM file")
+    try:
+        with progress("reading build manifests", quiet=output is None and not sys.stdout.isatty()):
+            text = generate(manifests, deploy_dir, lockfile, merge_into, fmt, source_date_epoch)
+    except (BuildManifestError, SbomError, lockfile_module.LockfileError) as error:
+        fail(str(error))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write(text, output)
+        err().print(f"wrote {escape(str(output))}")
