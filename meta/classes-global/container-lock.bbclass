@@ -26,6 +26,26 @@ def container_lock_import(d):
 CONTAINER_LOCK_LIB := "${@container_lock_import(d)}"
 CONTAINER_LOCK_LIB[vardepvalue] = ""
 
+# The layer's code a task runs, for its [file-checksums]: the files of the modules its
+# python body imports (and of `modules`, space-separated), with everything they import in
+# turn (containerlock/task_code.py). A layer upgrade that changes any of them reruns the
+# task, and sstate does not serve the old output; a module the task does not run changes
+# nothing. Usage: TASK[file-checksums] += "${@container_lock_code_checksums(d, 'TASK')}"
+def container_lock_code_checksums(d, task, modules=''):
+    import containerlock.task_code
+    code = (d.getVar(task, False) or '') if task and d.getVarFlag(task, 'python') else ''
+    return containerlock.task_code.file_checksums(d.getVar('CONTAINER_LOCK_LIB'), code, modules.split())
+
+# do_fetch and do_unpack run the docker:// fetcher (containerlock.fetcher, registered above)
+# in recipes with docker:// URLs, and only there.
+def container_lock_fetcher_checksums(d):
+    if not any(u.startswith('docker://') for u in (d.getVar('SRC_URI') or '').split()):
+        return ''
+    return container_lock_code_checksums(d, None, 'containerlock.fetcher')
+
+do_fetch[file-checksums] += "${@container_lock_fetcher_checksums(d)}"
+do_unpack[file-checksums] += "${@container_lock_fetcher_checksums(d)}"
+
 # Path of the lockfile (relative paths are relative to TOPDIR). Unset: no lock.
 CONTAINER_LOCKFILE ??= ""
 

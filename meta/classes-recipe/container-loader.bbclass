@@ -102,12 +102,9 @@ python do_install_fetched_containers() {
 }
 do_install_fetched_containers[cleandirs] = "${D}/usr/share/${BPN}/images ${WORKDIR}/container-lock-tmp"
 do_install_fetched_containers[vardeps] += "CONTAINER_INVENTORY"
-# The packaging code is part of the task: a changed layer repackages.
-do_install_fetched_containers[file-checksums] += "\
-    ${LAYERDIR_container-lock}/lib/containerlock/package.py:True \
-    ${LAYERDIR_container-lock}/lib/containerlock/files.py:True \
-    ${LAYERDIR_container-lock}/lib/containerlock/record.py:True \
-    ${LAYERDIR_container-lock}/lib/containerlock/skopeo.py:True"
+# The packaging code is part of the task: a layer whose modules the task runs (the import
+# closure of what it imports) changed repackages.
+do_install_fetched_containers[file-checksums] += "${@container_lock_code_checksums(d, 'do_install_fetched_containers')}"
 addtask install_fetched_containers after do_install before do_prepare_build
 
 # "1": list the packages inside each image (dpkg, apk, rpm, Python, os-release) for
@@ -148,10 +145,7 @@ python do_container_inventory() {
 }
 do_container_inventory[vardeps] = "CONTAINER_IMAGE_DIGESTS CONTAINER_INVENTORY"
 do_container_inventory[vardepsexclude] = "SRC_URI"
-do_container_inventory[file-checksums] += "\
-    ${LAYERDIR_container-lock}/lib/containerlock/inventory.py:True \
-    ${LAYERDIR_container-lock}/lib/containerlock/layers.py:True \
-    ${LAYERDIR_container-lock}/lib/containerlock/pkgdb.py:True"
+do_container_inventory[file-checksums] += "${@container_lock_code_checksums(d, 'do_container_inventory')}"
 addtask container_inventory after do_unpack before do_install_fetched_containers
 
 python do_deploy_container_manifest() {
