@@ -80,6 +80,10 @@ def load(path: Path) -> PackageManifest:
     """Parse one manifest file."""
     try:
         doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise BuildManifestError(
+                f"{path}: not a container-lock build manifest (the top level is not a JSON object)"
+            )
         if doc.get("version") != MANIFEST_VERSION:
             raise BuildManifestError(
                 f"{path}: manifest version {doc.get('version')!r} is not {MANIFEST_VERSION} "
@@ -96,6 +100,12 @@ def load(path: Path) -> PackageManifest:
         )
     except FileNotFoundError:
         raise BuildManifestError(f"{path}: no such manifest") from None
+    except IsADirectoryError:
+        raise BuildManifestError(
+            f"{path}: is a directory; give a build manifest file or --deploy-dir"
+        ) from None
+    except UnicodeDecodeError:
+        raise BuildManifestError(f"{path}: not UTF-8 text, so not a build manifest") from None
     except json.JSONDecodeError as err:
         raise BuildManifestError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
     except (RecordError, InventoryError) as err:
@@ -103,15 +113,19 @@ def load(path: Path) -> PackageManifest:
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         if isinstance(err, BuildManifestError):
             raise
-        raise BuildManifestError(
-            f"{path}: not a container-lock build manifest ({err!r} missing or wrong)"
-        ) from None
+        what = f"key {err} missing" if isinstance(err, KeyError) else str(err)
+        raise BuildManifestError(f"{path}: not a container-lock build manifest ({what})") from None
 
 
-def from_deploy_dir(deploy_dir: Path) -> list[PackageManifest]:
-    """Every manifest in `<deploy>/container-lock/` (or `deploy_dir` itself), in name order."""
+def paths_in(deploy_dir: Path) -> list[Path]:
+    """The manifest files in `<deploy>/container-lock/` (or `deploy_dir` itself), in name order."""
     directory = deploy_dir / "container-lock" if (deploy_dir / "container-lock").is_dir() else deploy_dir
     paths = sorted(p for p in directory.glob("*.json") if not p.name.endswith(".cdx.json"))
     if not paths:
         raise BuildManifestError(f"{directory}: no build manifests (*.json); build a loader recipe first")
-    return [load(p) for p in paths]
+    return paths
+
+
+def from_deploy_dir(deploy_dir: Path) -> list[PackageManifest]:
+    """Every manifest in `<deploy>/container-lock/` (or `deploy_dir` itself), in name order."""
+    return [load(p) for p in paths_in(deploy_dir)]

@@ -53,7 +53,9 @@ TOOL_LAYERS = [
 
 
 def step(title: str) -> None:
-    print(f"\n\033[1m== {title}\033[0m", flush=True)
+    """A section heading: bold on a terminal, plain when piped or with NO_COLOR."""
+    bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    print(f"\n\033[1m== {title}\033[0m" if bold else f"\n== {title}", flush=True)
 
 
 def quietly(action, *args):

@@ -14,6 +14,7 @@ def test_demo_runs_end_to_end() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
+    assert "\x1b[" not in out + result.stderr  # piped: no escape sequences
     assert "warning [unpinned]" in out  # container-lock check before pinning
     assert "added" in out  # container-lock update pinned demo/tool
     assert out.count("0 registry requests offline") == 2

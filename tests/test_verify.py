@@ -228,3 +228,102 @@ def test_human_output_and_bad_trust_root(signed_world, tmp_path) -> None:
     assert text.returncode == 1 and "verified" in text.stdout and "unsigned" in text.stdout
     missing = cli("verify", str(signed_world["layer"]), "--trusted-root", str(tmp_path / "nope.json"))
     assert missing.returncode == 2
+
+
+def verify_only(world: dict, tmp_path, names: list[str], policy_text: str, *extra: str):
+    """`verify --json` of the named images alone, with a policy written from `policy_text`."""
+    host = world["images"]["good"].host
+    layer = tmp_path / "only"
+    layer.mkdir(exist_ok=True)
+    urls = [f"docker://{host}/verify/{n};tag=1.0;digest={world['images'][n].digest}" for n in names]
+    (layer / "only_1.0.bb").write_text(f'SRC_URI = "{" ".join(urls)}"\n')
+    policy = tmp_path / "policy.toml"
+    policy.write_text(policy_text.format(host=host, issuer=ISSUER, identity=IDENTITY))
+    trusted = str(world["sigstore"].trusted_root_path)
+    args = ["verify", str(layer), "--policy", str(policy), "--trusted-root", trusted, "--json", *extra]
+    return subprocess.run(
+        [sys.executable, "-m", "audit", *args], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+
+
+SIGNERS = '[[signers]]\nimages = ["{host}/verify/*"]\nissuer = "{issuer}"\nidentity = "{identity}"\n'
+
+
+@pytest.mark.parametrize("extends", ['extends = "default"\n', 'extends = "strict"\n', ""])
+@pytest.mark.parametrize("name", ["missing", "tampered", "wrong-identity", "other-digest"])
+def test_required_signature_fails_closed_by_default(signed_world, tmp_path, extends, name) -> None:
+    """Signers apply ⇒ anything but `verified` exits 1, whatever policy it extends."""
+    result = verify_only(signed_world, tmp_path, [name], "version = 1\n" + extends + SIGNERS)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (item,) = json.loads(result.stdout)["images"]
+    assert item["status"] not in ("verified", "not required")
+    assert f"verify/{name}:1.0" in result.stderr and "not verified" in result.stderr
+
+
+def test_only_an_explicit_warning_relaxes_it(signed_world, tmp_path) -> None:
+    relaxed = 'version = 1\n[rules]\nunsigned = "warning"\n' + SIGNERS
+    result = verify_only(signed_world, tmp_path, ["missing", "tampered", "good"], relaxed)
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = sorted(i["status"] for i in json.loads(result.stdout)["images"])
+    assert statuses == ["invalid signature", "unsigned", "verified"]
+
+
+def test_verified_and_not_required_pass(signed_world, tmp_path) -> None:
+    policy = "version = 1\n" + SIGNERS.replace("verify/*", "verify/good")
+    result = verify_only(signed_world, tmp_path, ["good", "missing"], policy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = {i["reference"].rsplit("/", 1)[1]: i["status"] for i in json.loads(result.stdout)["images"]}
+    assert statuses == {"good:1.0": "verified", "missing:1.0": "not required"}
+
+
+@pytest.mark.parametrize(
+    ("key", "complaint"),
+    [
+        (None, "cannot read the public key"),
+        ("not a key\n", "not a PEM public key"),
+    ],
+)
+def test_bad_key_file_is_bad_input_even_without_signatures(signed_world, tmp_path, key, complaint) -> None:
+    key_path = tmp_path / "cosign.pub"
+    if key is not None:
+        key_path.write_text(key)
+    policy = f'version = 1\n[[signers]]\nimages = ["{{host}}/verify/*"]\nkey = "{key_path}"\n'
+    result = verify_only(signed_world, tmp_path, ["missing"], policy)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert str(key_path) in result.stderr and complaint in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_bad_trusted_root_is_bad_input(signed_world, tmp_path) -> None:
+    root = tmp_path / "root.json"
+    root.write_text('{"mediaType": "something else"}\n')
+    host = signed_world["images"]["good"].host
+    (tmp_path / "r.bb").write_text(
+        f'SRC_URI = "docker://{host}/verify/missing;tag=1.0;digest={signed_world["images"]["missing"].digest}"\n'
+    )
+    policy = tmp_path / "p.toml"
+    policy.write_text("version = 1\n" + SIGNERS.format(host=host, issuer=ISSUER, identity=IDENTITY))
+    result = cli("verify", str(tmp_path / "r.bb"), "-p", str(policy), "--trusted-root", str(root))
+    assert result.returncode == 2 and "not a Sigstore trusted root" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unpinned_reference_says_why_and_fails_when_signers_apply(signed_world, tmp_path) -> None:
+    host = signed_world["images"]["good"].host
+    recipe = tmp_path / "r.bb"
+    recipe.write_text(f'SRC_URI = "docker://{host}/verify/good;tag=1.0"\n')
+    policy = tmp_path / "p.toml"
+    policy.write_text("version = 1\n" + SIGNERS.format(host=host, issuer=ISSUER, identity=IDENTITY))
+    trusted = str(signed_world["sigstore"].trusted_root_path)
+    result = cli("verify", str(recipe), "-p", str(policy), "--trusted-root", trusted)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not pinned" in result.stdout and "run `container-lock update` first" in result.stdout
+    assert "does not exist: verifying the digests pinned in the recipes only" in result.stderr
+
+
+def test_missing_lockfile_is_bad_input(tmp_path) -> None:
+    for args in (["-l", str(tmp_path / "nope.json")], []):
+        result = subprocess.run(
+            [sys.executable, "-m", "audit", "verify", *args], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert result.returncode == 2 and "no such lockfile" in result.stderr, result.stderr

@@ -29,7 +29,7 @@ from ..inputs import writable
 @click.option(
     "--merge",
     "merge_into",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     metavar="IMAGE_SBOM.json",
     help="Add the images to this CycloneDX JSON (e.g. Isar's debsbom output).",
 )
