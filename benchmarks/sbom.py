@@ -1,9 +1,17 @@
-"""SBOM benchmark: `container-lock sbom` over build manifests describing N images (one run).
+"""SBOM benchmark: `container-lock sbom` over build manifests of N images with their packages (one run).
 
-Writes N/10 loader-package manifests of 10 images each (three layers per
-image, half of them from multi-arch indexes), then times `container-lock sbom`
-(build the document, serialise, validate against the CycloneDX 1.6 schema).
-Run: `.venv/bin/python -m benchmarks.sbom [-n 100]`.
+Each image is shaped like a real one: a Debian bookworm base (~200 dpkg packages,
+each with its source package, a licence and the layer that brought it, over
+three layers), distinct digests per image, half of the images pinned by a
+multi-arch index; ten images per loader-package manifest. For each N the
+manifests are written, then `container-lock sbom --deploy-dir` runs as a
+subprocess (process start, build, serialise, schema validation, write).
+
+Prints per N: wall time, wall per image, the marginal cost per image
+((T(N) − T(1)) / (N − 1): process start and the schema load taken out), the
+child's peak RSS (its own rusage, as RUSAGE_CHILDREN reports it), and the ratio
+of the marginal cost per image at the largest N to that at the smallest.
+Run: `.venv/bin/python -m benchmarks.sbom [--images 10 100 1000] [--packages 200]`.
 """
 
 from __future__ import annotations
@@ -11,25 +19,55 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import machine
+from containerlock.inventory import INVENTORY_VERSION
 from containerlock.package import MANIFEST_VERSION
 from containerlock.record import RECORD_VERSION
+
+PER_PACKAGE = 10  # images per loader-package manifest
+LICENSES = ("GPL-2.0-or-later", "LGPL-2.1-or-later", "MIT", "BSD-3-Clause", "Apache-2.0", "public-domain")
+DEB12 = {"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"}
 
 
 def digest(*parts: object) -> str:
     return "sha256:" + hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def image_facts(n: int) -> dict:
-    reference = f"registry.example:5000/team/app{n:03d}"
+def inventory(n: int, layers: list[str], packages: int) -> dict[str, Any]:
+    """A bookworm-like dpkg inventory: most packages from the base layer, some from the later two."""
+    found = []
+    for i in range(packages):
+        source = f"src{i // 3:03d}"
+        found.append(
+            {
+                "type": "deb",
+                "name": f"lib{source}-{i % 3}",
+                "version": f"{i % 7}.{i % 11}.{i}-1+deb12u{i % 4}",
+                "arch": "amd64" if i % 5 else "all",
+                "source": source,
+                "license": LICENSES[i % len(LICENSES)],
+                "database": "var/lib/dpkg/status",
+                "layer": layers[0 if i < packages * 0.8 else 1 + i % 2],
+            }
+        )
+    found.sort(key=lambda f: f["name"])
+    return {"version": INVENTORY_VERSION, "os": DEB12, "packages": found, "notes": []}
+
+
+def image_facts(n: int, packages: int) -> dict[str, Any]:
+    """One packaged image as do_install_fetched_containers records it, with its inventory."""
+    reference = f"registry.example:5000/team/app{n:04d}"
     manifest = digest("manifest", n)
+    layers = [digest("layer", n, i) for i in range(3)]
     return {
         "version": RECORD_VERSION,
         "reference": reference,
@@ -40,64 +78,101 @@ def image_facts(n: int) -> dict:
         "config": digest("config", n),
         "layers": [
             {
-                "digest": digest("layer", n, i),
-                "size": 1000 * i + n,
+                "digest": layer,
+                "size": 1_000_000 * (i + 1) + n,
                 "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
             }
-            for i in range(3)
+            for i, layer in enumerate(layers)
         ],
-        "file": f"/usr/share/pkg{n // 10}/images/x{n}.tar.zst",
+        "file": f"/usr/share/pkg{n // PER_PACKAGE}/images/app{n:04d}.tar.zst",
         "file_sha256": digest("file", n),
-        "file_size": 12345 + n,
+        "file_size": 50_000_000 + n,
         "format": "docker-archive",
+        "payload": "recompress",
         "compression": "zst",
         "compression_level": 3,
+        "inventory": inventory(n, layers, packages),
     }
+
+
+def write_manifests(deploy: Path, images: int, packages: int) -> None:
+    """`images` images in loader-package manifests of PER_PACKAGE images each."""
+    deploy.mkdir(parents=True)
+    for p in range((images + PER_PACKAGE - 1) // PER_PACKAGE):
+        count = min(PER_PACKAGE, images - p * PER_PACKAGE)
+        doc = {
+            "version": MANIFEST_VERSION,
+            "package": {"name": f"pkg{p:03d}", "version": "1.0", "arch": "amd64"},
+            "engine": "podman",
+            "source_date_epoch": 1700000000,
+            "images": [image_facts(p * PER_PACKAGE + i, packages) for i in range(count)],
+        }
+        (deploy / f"pkg{p:03d}.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
+
+
+def command() -> list[str]:
+    """`container-lock` next to this interpreter (the venv's), else `python -m audit`."""
+    script = Path(sys.executable).parent / "container-lock"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "audit"]
+
+
+def run_sbom(deploy: Path, out: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one `container-lock sbom` child."""
+    start = time.perf_counter()
+    child = subprocess.Popen(
+        [*command(), "sbom", "--deploy-dir", str(deploy), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    stderr = child.stderr.read().decode() if child.stderr else ""
+    if child.returncode:
+        raise SystemExit(f"container-lock sbom failed ({child.returncode}): {stderr}")
+    return elapsed, usage.ru_maxrss * 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-n", type=int, default=100)
+    parser.add_argument("--images", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--packages", type=int, default=200)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cl-bench-sbom."))
     print(f"machine: {machine()}")
+    print(f"{args.packages} dpkg packages and 3 layers per image, {PER_PACKAGE} images per manifest")
     try:
-        deploy = workdir / "container-lock"
-        deploy.mkdir()
-        for p in range(max(1, args.n // 10)):
-            images = [image_facts(p * 10 + i) for i in range(min(10, args.n - p * 10))]
-            (deploy / f"pkg{p}.json").write_text(
-                json.dumps(
-                    {
-                        "version": MANIFEST_VERSION,
-                        "package": {"name": f"pkg{p}", "version": "1.0", "arch": "amd64"},
-                        "engine": "docker",
-                        "source_date_epoch": 1700000000,
-                        "images": images,
-                    }
-                )
+        sizes = sorted(set(args.images) | {1})
+        results: dict[int, tuple[float, int, int]] = {}
+        for n in sizes:
+            deploy = workdir / f"n{n}" / "container-lock"
+            write_manifests(deploy, n, args.packages)
+            runs = [
+                run_sbom(deploy, workdir / f"n{n}" / "sbom.cdx.json") for _ in range(3 if n <= 100 else 1)
+            ]
+            elapsed = sorted(t for t, _ in runs)[len(runs) // 2]  # median of 3 for the quick sizes
+            results[n] = (
+                elapsed,
+                max(rss for _, rss in runs),
+                (workdir / f"n{n}" / "sbom.cdx.json").stat().st_size,
             )
-        start = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "audit",
-                "sbom",
-                "--deploy-dir",
-                str(workdir),
-                "-o",
-                str(workdir / "sbom.json"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        elapsed = time.perf_counter() - start
-        size = (workdir / "sbom.json").stat().st_size
+            shutil.rmtree(workdir / f"n{n}")
+        fixed = results[1][0]
+        header = ("images", "wall s", "s/image", "marginal ms/image", "peak RSS MB", "SBOM MB")
+        print(" ".join(f"{h:>{w}}" for h, w in zip(header, (7, 8, 8, 18, 12, 8), strict=True)))
+        marginal = {}
+        for n in sizes:
+            elapsed, rss, size = results[n]
+            marginal[n] = (elapsed - fixed) / (n - 1) if n > 1 else float("nan")
+            print(
+                f"{n:>7} {elapsed:>8.2f} {elapsed / n:>8.4f} {marginal[n] * 1e3:>18.1f} "
+                f"{rss / 1e6:>12.0f} {size / 1e6:>8.1f}"
+            )
+        small, large = min(n for n in sizes if n > 1), max(sizes)
         print(
-            f"SBOM of {args.n} images ({args.n * 3} layers): {elapsed:.2f} s wall "
-            f"(process start, build, serialise, schema validation), {size / 1e3:.0f} kB"
+            f"process start + 1 image: {fixed:.2f} s; marginal cost per image {large} vs {small} images: "
+            f"{marginal[large] / marginal[small]:.2f}x (goal 0.8-1.2); "
+            f"wall/image {large} vs {small}: {results[large][0] / large / (results[small][0] / small):.2f}x"
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

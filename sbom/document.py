@@ -5,18 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
 from cyclonedx.factory.license import LicenseFactory
 from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.dependency import Dependency
 from cyclonedx.model.tool import ToolRepository
+from cyclonedx.schema.schema import SchemaVersion1Dot6
 from packageurl import PackageURL
 
 from containerlock.lockfile import Lock
+from containerlock.pkgdb import Package
 from containerlock.version import tool_version
 
 from .manifests import ImageFacts, PackageManifest
@@ -35,6 +40,19 @@ IMAGE_PROPERTIES = {
     "compression": "compression",
 }
 SERIAL_NAMESPACE = uuid.UUID("6b0b6a43-8d1f-4d2a-9a54-3c1b2f4f6d10")
+Progress = Callable[[int, int], None]
+Edges = list[tuple[Component, list[Component]]]
+
+
+@dataclass
+class Document:
+    """The document: the cyclonedx-python-lib model of images, layers and loader packages, and the
+    packages inside each image (by image bom-ref), which `output` writes as JSON directly."""
+
+    bom: Bom
+    edges: Edges  # (loader package component, the image components it carries)
+    inventories: dict[str, ImageFacts] = field(default_factory=dict)
+    merged: bool = False  # into a foreign document (output then uses the library's normalisation)
 
 
 def _sha(digest: str) -> list[HashType]:
@@ -71,7 +89,73 @@ def inventory_components(image: ImageFacts, image_ref: str) -> list[Component]:
     return found
 
 
-def image_component(image: ImageFacts, package: PackageManifest, lock: Lock | None) -> Component:
+@cache
+def _purl_text(package: Package, distro_id: str | None, version_id: str | None) -> str:
+    """The purl of a package inside an image (images sharing a base share most of them)."""
+    os = {k: v for k, v in (("ID", distro_id), ("VERSION_ID", version_id)) if v is not None}
+    return inventory_purl(package, os).to_string()
+
+
+@cache
+def _license_json(text: str) -> list[dict[str, Any]]:
+    """The `licenses` JSON cyclonedx-python-lib writes for a declared licence (id, expression or name)."""
+    component = Component(
+        type=ComponentType.LIBRARY, name="-", licenses=[LicenseFactory().make_from_string(text)]
+    )
+    return json.loads(component.as_json(view_=SchemaVersion1Dot6))["licenses"]  # type: ignore[attr-defined]
+
+
+def inventory_json(image: ImageFacts, image_ref: str) -> list[dict[str, Any]]:
+    """The packages inside an image as CycloneDX JSON components, exactly as cyclonedx-python-lib
+    writes `inventory_components` (keys sorted, components in its order), built without its model.
+
+    Two entries with the same bom-ref: an identical one is dropped (the model's set did the same),
+    a different one gets a numbered bom-ref (`…#2`), so every bom-ref stays unique and stable.
+    """
+    if image.inventory is None:
+        return []
+    os = image.inventory.os
+    distro_id, version_id = os.get("ID"), os.get("VERSION_ID")
+    found = []
+    for item in image.inventory.packages:
+        package = item.package
+        purl = _purl_text(package, distro_id, version_id)
+        doc: dict[str, Any] = {"bom-ref": f"{image_ref}#pkg:{purl}"}
+        if package.license:
+            doc["licenses"] = _license_json(package.license)
+        doc["name"] = package.name
+        props = [
+            {"name": f"{PROPERTY}:{name}", "value": str(value)}
+            for name, value in (
+                ("database", item.database),
+                ("layer", item.layer),
+                ("source-package", package.source),
+            )
+            if value is not None
+        ]
+        if props:
+            doc["properties"] = props
+        doc["purl"] = purl
+        doc["type"] = "library"
+        doc["version"] = package.version
+        found.append(doc)
+    found.sort(key=lambda d: (d["name"], d["version"], d["bom-ref"]))
+    unique: list[dict[str, Any]] = []
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for doc in found:
+        same = seen.setdefault(doc["bom-ref"], [])
+        if doc in same:
+            continue
+        same.append(doc)
+        if len(same) > 1:
+            doc["bom-ref"] = f"{doc['bom-ref']}#{len(same)}"
+        unique.append(doc)
+    return unique
+
+
+def image_component(
+    image: ImageFacts, package: PackageManifest, lock: Lock | None, with_inventory: bool = True
+) -> Component:
     """One embedded image for one platform, with its layers as nested file components."""
     purl = oci_purl(image.reference, image.manifest, image.tag, platform_arch(image.platform))
     layers = [
@@ -94,7 +178,7 @@ def image_component(image: ImageFacts, package: PackageManifest, lock: Lock | No
         image,
         purl,
         image.manifest,
-        [*layers, *inventory_components(image, purl.to_string())],
+        [*layers, *(inventory_components(image, purl.to_string()) if with_inventory else [])],
         _props(
             **{name: getattr(image, field) for name, field in IMAGE_PROPERTIES.items()},
             loader_engine=package.engine,
@@ -138,9 +222,25 @@ def package_component(package: PackageManifest) -> Component:
     )
 
 
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict` for the manifests (the same JSON), without its deep copies."""
+    if hasattr(type(value), "__dataclass_fields__"):
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def serial_number(manifests: Sequence[PackageManifest], lock: Lock | None) -> uuid.UUID:
     """A serial number derived from the content: the same inputs give the same document."""
-    content = json.dumps([asdict(m) for m in manifests], sort_keys=True)
+    content = json.dumps([_plain(m) for m in manifests], sort_keys=True)
     content += lock.dumps().decode() if lock else ""
     return uuid.uuid5(SERIAL_NAMESPACE, hashlib.sha256(content.encode()).hexdigest())
 
@@ -154,28 +254,44 @@ def timestamp(manifests: Sequence[PackageManifest], source_date_epoch: int | Non
 
 
 def build(
-    manifests: Sequence[PackageManifest], lock: Lock | None = None, source_date_epoch: int | None = None
-) -> tuple[Bom, list[tuple[Component, list[Component]]]]:
-    """The document, and (package component, its image components) for merging."""
+    manifests: Sequence[PackageManifest],
+    lock: Lock | None = None,
+    source_date_epoch: int | None = None,
+    inventory_model: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Document:
+    """The document. The packages inside the images go into the model only with `inventory_model`
+    (for XML); otherwise `output` writes them as JSON (the model is not linear in their number).
+
+    `progress(n)` is called after each image with the number of images done.
+    """
     manifests = sorted(manifests, key=lambda m: (m.name, m.arch, m.version))
     images: dict[str, Component] = {}
+    facts: dict[str, ImageFacts] = {}
     index_variants: dict[str, dict[str, Component]] = {}
     index_facts: dict[str, ImageFacts] = {}
-    edges: list[tuple[Component, list[Component]]] = []
+    edges: Edges = []
+    done = 0
     for package in manifests:
         carried = []
         for image in package.images:
-            component = image_component(image, package, lock)
-            component = images.setdefault(str(component.bom_ref), component)
+            component = image_component(image, package, lock, with_inventory=inventory_model)
+            ref = str(component.bom_ref)
+            component = images.setdefault(ref, component)
+            facts.setdefault(ref, image)
             carried.append(component)
             if image.from_index:
                 key = oci_purl(image.reference, image.digest, image.tag).to_string()
-                index_variants.setdefault(key, {})[str(component.bom_ref)] = component
+                index_variants.setdefault(key, {})[ref] = component
                 index_facts[key] = image
+            done += 1
+            if progress is not None:
+                progress(done)
         edges.append((package_component(package), carried))
     nested = {ref for variants in index_variants.values() for ref in variants}
     top = [c for ref, c in images.items() if ref not in nested]
     top += [index_component(index_facts[k], list(v.values())) for k, v in index_variants.items()]
+    packages = [package for package, _ in edges]
     bom = Bom(
         serial_number=serial_number(manifests, lock),
         metadata=BomMetaData(
@@ -186,20 +302,64 @@ def build(
                 ]
             ),
         ),
-        components=[*top, *(package for package, _ in edges)],
+        components=[*top, *packages],
     )
+    graph = Graph()
+    for component in [*top, *packages]:
+        graph.add(component)  # every top-level component has an entry, as Bom.validate() would add
     for package, carried in edges:
-        bom.register_dependency(package, carried)
-    register_inventories(bom, images.values())
-    return bom, edges
+        graph.add(package, carried)
+    if inventory_model:
+        for image in images.values():
+            graph.add(image, [c for c in image.components if c.type is ComponentType.LIBRARY])
+    bom.dependencies = graph.dependencies()
+    inventories = {} if inventory_model else {r: f for r, f in facts.items() if f.inventory is not None}
+    return Document(bom, edges, inventories)
 
 
-def register_inventories(bom: Bom, images: Iterable[Component]) -> None:
-    """Dependencies from each image component to the packages nested inside it."""
-    for image in images:
-        inside = [c for c in image.components if c.type is ComponentType.LIBRARY]
-        if inside:
-            bom.register_dependency(image, inside)
+class Graph:
+    """The dependency graph by bom-ref value (the model's `register_dependency` searches a list per call)."""
+
+    def __init__(self, existing: Iterable[Dependency] = ()) -> None:
+        self._entries: dict[str, tuple[Any, dict[str, Any]]] = {}
+        for dependency in existing:
+            entry = self._entry(dependency.ref)
+            for inner in dependency.dependencies:
+                entry[1].setdefault(str(inner.ref), inner.ref)
+
+    def _entry(self, ref: Any) -> tuple[Any, dict[str, Any]]:
+        return self._entries.setdefault(str(ref), (ref, {}))
+
+    def add(self, target: Component, depends_on: Iterable[Component] = ()) -> None:
+        """`target` depends on `depends_on`; each of those gets an entry of its own too."""
+        entry = self._entry(target.bom_ref)
+        for other in depends_on:
+            entry[1].setdefault(str(other.bom_ref), other.bom_ref)
+            self._entry(other.bom_ref)
+
+    def dependencies(self) -> list[Dependency]:
+        return [
+            Dependency(ref=ref, dependencies=[Dependency(ref=r) for r in inner.values()])
+            for ref, inner in self._entries.values()
+        ]
+
+
+def model_json(bom: Bom) -> dict[str, Any]:
+    """The model as cyclonedx-python-lib's JsonV1Dot6 writes it, without its normalisation passes.
+
+    Those passes (Bom.validate, BomRefDiscriminator) compare every bom-ref with every other;
+    `build` already gives every top-level component a dependency entry, every bom-ref is
+    unique (checked in `output`) and the graph is flat.
+    """
+    doc = json.loads(bom.as_json(view_=SchemaVersion1Dot6))  # type: ignore[attr-defined]
+    doc.update(
+        {
+            "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
+            "bomFormat": "CycloneDX",
+            "specVersion": "1.6",
+        }
+    )
+    return doc
 
 
 def image_components(components: Iterable[Component]) -> list[Component]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from containerlock import lockfile
 
 from . import document, manifests, output
+
+Progress = Callable[[int, int], None]
 
 
 def generate(
@@ -17,16 +19,57 @@ def generate(
     merge_into: Path | None = None,
     fmt: str = "json",
     source_date_epoch: int | None = None,
+    progress: Progress | None = None,
 ) -> str:
-    """The validated SBOM text for the given manifests (or every manifest in `deploy_dir`)."""
+    """The validated SBOM text for the given manifests (or every manifest in `deploy_dir`).
+
+    `progress(done, total)` is called as the work proceeds: once per manifest read, then
+    per image built, per image's packages written and per share of the validation.
+    `total` counts the manifest files until they are read, then stays fixed
+    (files + 3 × images + 1); `done` only grows and ends equal to `total`.
+    """
     if manifest_paths:
-        loaded = [manifests.load(p) for p in manifest_paths]
+        paths = list(manifest_paths)
     elif deploy_dir is not None:
-        loaded = manifests.from_deploy_dir(deploy_dir)
+        paths = manifests.paths_in(deploy_dir)
     else:
         raise manifests.BuildManifestError("give build manifests or --deploy-dir")
+    report = progress or (lambda done, total: None)
+    loaded = []
+    for n, path in enumerate(paths, 1):
+        loaded.append(manifests.load(path))
+        report(n, len(paths))
+    images = sum(len(m.images) for m in loaded)
+    total = len(paths) + 3 * images + 1
     lock = lockfile.load(lock_path) if lock_path is not None else None
-    bom, edges = document.build(loaded, lock, source_date_epoch)
+    doc = document.build(
+        loaded,
+        lock,
+        source_date_epoch,
+        inventory_model=fmt == "xml",
+        progress=lambda n: report(len(paths) + n, total),
+    )
     if merge_into is not None:
-        bom = output.merge(merge_into, bom, edges)
-    return output.render(bom, fmt)
+        doc = output.merge(merge_into, doc)
+    counter = _Counter(report, len(paths) + images, total, images, len(doc.bom.components) + images)
+    text = output.render(doc, fmt, counter.tick)
+    report(total, total)
+    return text
+
+
+class _Counter:
+    """Maps `ticks` steps (packages written per image, then top-level components validated)
+    onto `span` units of progress after `base`."""
+
+    def __init__(self, report: Progress, base: int, total: int, span: int, ticks: int) -> None:
+        self.report, self.base, self.total = report, base, total
+        self.scale = 2 * span / max(ticks, 1)
+        self.count = 0
+        self.shown = -1
+
+    def tick(self) -> None:
+        self.count += 1
+        done = self.base + min(int(self.count * self.scale), self.total - self.base - 1)
+        if done != self.shown:
+            self.shown = done
+            self.report(done, self.total)

@@ -1,10 +1,19 @@
-"""Serialise, validate against the CycloneDX 1.6 schema, write atomically; merge into an image SBOM."""
+"""Serialise, validate against the CycloneDX 1.6 schema, write atomically; merge into an image SBOM.
+
+JSON: cyclonedx-python-lib writes the images, layers and loader packages; the packages
+inside the images (the bulk: ~200 per image) are added as JSON in the same form
+(`document.inventory_json`), and the document is validated by the compiled schema
+(`schema`), so the time grows linearly with the number of packages. XML goes through
+the model and its validator as a whole.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # jsonschema checks the `iri`/`iri-reference` formats with rfc3987-syntax when it is
 # installed, which compiles a grammar on import: 1-3 s of every `container-lock sbom`,
@@ -12,30 +21,39 @@ from pathlib import Path
 # are skipped; the schema (structure, enums, patterns, uri formats) is still enforced.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
+from json.encoder import encode_basestring_ascii as _string  # noqa: E402  (C: what json.dumps uses)
+
 from cyclonedx.model.bom import Bom  # noqa: E402
-from cyclonedx.model.component import Component  # noqa: E402
+from cyclonedx.model.component import ComponentType  # noqa: E402
 from cyclonedx.output.json import JsonV1Dot6  # noqa: E402
 from cyclonedx.output.xml import XmlV1Dot6  # noqa: E402
 from cyclonedx.schema import SchemaVersion  # noqa: E402
-from cyclonedx.validation.json import JsonStrictValidator  # noqa: E402
 from cyclonedx.validation.xml import XmlValidator  # noqa: E402
 
 from containerlock.files import atomic_write  # noqa: E402
 
-from .document import image_components, register_inventories  # noqa: E402
+from . import schema  # noqa: E402
+from .document import Document, Graph, image_components, inventory_json, model_json  # noqa: E402
+
+Tick = Callable[[], None]
 
 
 class SbomError(ValueError):
     """The SBOM could not be made or would not be valid; nothing was written."""
 
 
-def render(bom: Bom, fmt: str = "json") -> str:
-    """The document as text, validated; SbomError (with the schema's reason) if invalid."""
+def render(document: Document, fmt: str = "json", tick: Tick | None = None) -> str:
+    """The document as text, validated; SbomError (with the schema's reason) if invalid.
+
+    `tick` is called after each image's packages are added and after each top-level
+    component is validated (JSON).
+    """
     if fmt == "json":
-        text = JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
-        error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+        doc = json_document(document, tick)
+        error = schema.validate(doc, tick)
+        text = dumps(doc) + "\n"
     elif fmt == "xml":
-        text = XmlV1Dot6(bom).output_as_string(indent=2) + "\n"
+        text = XmlV1Dot6(document.bom).output_as_string(indent=2) + "\n"
         error = XmlValidator(SchemaVersion.V1_6).validate_str(text)
     else:
         raise SbomError(f"format '{fmt}' is not json or xml")
@@ -44,12 +62,94 @@ def render(bom: Bom, fmt: str = "json") -> str:
     return text
 
 
+def dumps(value: Any) -> str:
+    """`json.dumps(value, indent=2)`, the same text, faster (the standard library's C encoder
+    does not indent; its Python one spends most of the SBOM's time in generators)."""
+    out: list[str] = []
+    _dump(value, "\n", out)
+    return "".join(out)
+
+
+def _dump(value: Any, newline: str, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(_string(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + "  "
+        separator = "{" + inner
+        for key, item in value.items():
+            out.append(separator + _string(key) + ": ")
+            separator = "," + inner
+            _dump(item, inner, out)
+        out.append(newline + "}")
+    elif isinstance(value, list):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        separator = "[" + inner
+        for item in value:
+            out.append(separator)
+            separator = "," + inner
+            _dump(item, inner, out)
+        out.append(newline + "]")
+    else:
+        out.append(json.dumps(value))  # numbers, true, false, null
+
+
+def json_document(document: Document, tick: Tick | None = None) -> dict[str, Any]:
+    """The JSON document: the model's, with each image's packages nested in it and depended on."""
+    if document.merged:  # a foreign document: the library's normalisation (bom-refs, nested graphs)
+        doc = json.loads(JsonV1Dot6(document.bom).output_as_string())
+    else:
+        doc = model_json(document.bom)
+    containers = {c["bom-ref"]: c for c in _walk(doc.get("components", [])) if c.get("type") == "container"}
+    dependencies = {d["ref"]: d for d in doc.get("dependencies", [])}
+    for ref, image in document.inventories.items():
+        inside = inventory_json(image, ref)
+        if inside and ref in containers:
+            container = containers[ref]
+            container["components"] = [*container.get("components", []), *inside]  # "file" < "library"
+            depends = set(dependencies.get(ref, {}).get("dependsOn", ())) | {c["bom-ref"] for c in inside}
+            dependencies[ref] = {"dependsOn": sorted(depends), "ref": ref}
+            for component in inside:
+                dependencies.setdefault(component["bom-ref"], {"ref": component["bom-ref"]})
+        if tick is not None:
+            tick()
+    doc["dependencies"] = [dependencies[ref] for ref in sorted(dependencies)]
+    if not document.merged:
+        _check_refs(doc)
+    return doc
+
+
+def _walk(components: list[dict[str, Any]]) -> Any:
+    for component in components:
+        yield component
+        yield from _walk(component.get("components", []))
+
+
+def _check_refs(doc: dict[str, Any]) -> None:
+    """Every bom-ref once, every dependency naming a component (the checks the model's output makes)."""
+    refs: set[str] = set()
+    for component in _walk(doc.get("components", [])):
+        ref = component.get("bom-ref")
+        if ref in refs:
+            raise SbomError(f"two components have the bom-ref {ref}; nothing written")
+        refs.add(ref)
+    for dependency in doc["dependencies"]:
+        unknown = {dependency["ref"], *dependency.get("dependsOn", ())} - refs
+        if unknown:
+            raise SbomError(f"dependencies name components not in the document: {sorted(unknown)}")
+
+
 def write(text: str, path: Path) -> None:
     """Write atomically (a reader sees the old file or the new one)."""
     atomic_write(path, text.encode())
 
 
-def _find_package(bom: Bom, name: str) -> Component | None:
+def _find_package(bom: Bom, name: str) -> Any:
     for component in bom.components:
         purl = component.purl
         if (purl is not None and purl.type == "deb" and purl.name == name) or (
@@ -59,7 +159,7 @@ def _find_package(bom: Bom, name: str) -> Component | None:
     return None
 
 
-def merge(image_sbom: Path, ours: Bom, edges: list[tuple[Component, list[Component]]]) -> Bom:
+def merge(image_sbom: Path, ours: Document) -> Document:
     """Add our image components and package → image dependencies into an existing image SBOM.
 
     A loader package already listed there (e.g. by Isar's debsbom) gets the
@@ -71,16 +171,21 @@ def merge(image_sbom: Path, ours: Bom, edges: list[tuple[Component, list[Compone
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SbomError(f"{image_sbom}: not a CycloneDX JSON document this tool can read ({err})") from None
     known = {str(c.bom_ref) for c in target.components}
-    for component in ours.components:
+    for component in ours.bom.components:
         if component.purl is not None and component.purl.type == "deb":
             continue
         if str(component.bom_ref) not in known:
             target.components.add(component)
-    for package, carried in edges:
+    graph = Graph(target.dependencies)
+    for package, carried in ours.edges:
         existing = _find_package(target, package.name)
         if existing is None:
             target.components.add(package)
             existing = package
-        target.register_dependency(existing, carried)
-    register_inventories(target, image_components(ours.components))
-    return target
+        graph.add(existing, carried)
+    for image in image_components(ours.bom.components):
+        inside = [c for c in image.components if c.type is ComponentType.LIBRARY]
+        if inside:
+            graph.add(image, inside)
+    target.dependencies = graph.dependencies()
+    return Document(target, ours.edges, ours.inventories, merged=True)
