@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 from containerlock import lockfile, mirror
 from containerlock.lockfile import LockfileError
 from containerlock.platform import Platform, PlatformError
-from containerlock.policy import PolicyError, parse
+from containerlock.policy import RULES, SEVERITIES, PolicyError, parse
 from containerlock.reference import InvalidReference, parse_url
 from containerlock.store import BlobStore
 
 URL_ALPHABET = st.sampled_from([*list("abcAZ09.-_:/;=@[]%$ {}\\\n\t"), "..", "sha256:", "tag=", "digest="])
+# Every reference error tells the user what to write instead (or why the URL cannot be used).
+FIX_HINTS = ("write ", "expected", "known:", "not valid", "not supported", "names no image", "segment")
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -30,7 +32,9 @@ def test_any_url_is_either_a_safe_reference_or_a_clear_error(tail: str) -> None:
     try:
         ref = parse_url("docker://" + tail)
     except InvalidReference as err:
-        assert str(err)  # says what is wrong
+        message = str(err)  # says what is wrong and what to write instead
+        assert "Traceback" not in message
+        assert any(hint in message for hint in FIX_HINTS), message
         return
     assert "/" not in ref.fs_name and ":" not in ref.fs_name and ".." not in ref.fs_name.split("+")
     again = parse_url(ref.url())
@@ -76,9 +80,12 @@ def test_any_lockfile_content_is_a_lock_or_a_named_error(doc: object) -> None:
 @given(st.text(max_size=200))
 def test_any_lockfile_text(text: str) -> None:
     try:
-        lockfile.parse(text, "lock.json")
+        lock = lockfile.parse(text, "lock.json")
     except LockfileError as err:
         assert str(err).startswith("lock.json")
+        assert str(err).count("lock.json") == 1  # no repeated prefix
+        return
+    assert lockfile.parse(lock.dumps().decode(), "lock.json") == lock  # what parses, round-trips
 
 
 @FAST
@@ -90,9 +97,17 @@ def test_any_lockfile_text(text: str) -> None:
 )
 def test_any_policy_text_is_a_policy_or_a_named_error(text: str) -> None:
     try:
-        parse(text, "policy.toml")
+        policy = parse(text, "policy.toml")
     except PolicyError as err:
         assert str(err).startswith("policy.toml")
+        return
+    # What parses is a usable policy: known rules with known severities, signers that say who.
+    assert set(policy.severities) <= set(RULES)
+    assert set(policy.severities.values()) <= set(SEVERITIES)
+    for signer in policy.signers:
+        assert signer.key or (
+            (signer.issuer or signer.issuer_regex) and (signer.identity or signer.identity_regex)
+        )
 
 
 @FAST

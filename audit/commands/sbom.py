@@ -73,8 +73,10 @@ def sbom_command(
     if output is not None:
         writable(output, "SBOM file")
     try:
-        with progress("reading build manifests", quiet=output is None and not sys.stdout.isatty()):
-            text = generate(manifests, deploy_dir, lockfile, merge_into, fmt, source_date_epoch)
+        with progress("SBOM of the build manifests") as advance:
+            text = generate(
+                manifests, deploy_dir, lockfile, merge_into, fmt, source_date_epoch, progress=advance
+            )
     except (BuildManifestError, SbomError, lockfile_module.LockfileError) as error:
         fail(str(error))
     if output is None:

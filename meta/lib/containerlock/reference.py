@@ -113,7 +113,9 @@ def _normalise_name(location: str) -> tuple[str, str]:
             path = f"library/{path}"
     host_match = _HOST.match(registry)
     if not host_match or (host_match["port"] and not 0 < int(host_match["port"]) < 65536):
-        raise InvalidReference(f"registry '{registry}' is not a valid host[:port]")
+        raise InvalidReference(
+            f"registry '{registry}' is not a valid host[:port]; write docker://host[:port]/path"
+        )
     for component in path.split("/"):
         if component in ("", ".", ".."):
             raise InvalidReference(f"repository '{path}' has an empty, '.' or '..' segment")
