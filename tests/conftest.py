@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import coverage
 from tests.harness.bitbake import BuildDir
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.podman import Podman
@@ -42,3 +43,12 @@ def podman(tmp_path: Path) -> Iterator[Podman]:
     engine = Podman(tmp_path / "podman")
     yield engine
     engine.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the real-build tiers (Isar, OE) covered: refs, releases, machines, the layer."""
+    lines = coverage.summary_lines()
+    if lines:
+        terminalreporter.write_sep("=", "real-build tiers: what they covered")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import json
 import os
 import pwd
@@ -47,8 +48,13 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.harness import coverage
 from tests.harness.containers_conf import registries_conf_text
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -98,8 +104,12 @@ def layer_dir() -> Path:
         if not copy.exists():
             shutil.copytree(path, copy, symlinks=True)
             give_to_build_user(copy)
+        _LAYER_ORIGIN[copy] = path
         return copy
     return path
+
+
+_LAYER_ORIGIN: dict[Path, Path] = {}  # a staged copy of a layer -> the layer it copies
 
 
 def _world_readable(path: Path) -> bool:
@@ -163,6 +173,105 @@ def work_dir(name: str) -> Path:
     return path
 
 
+# -- the CLI, installed for the build user -------------------------------------------------------
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+_STAGED_CLI: list[Path] = []
+
+
+def _installed_closure(site: Path, top: str = "container-lock") -> list[metadata.Distribution]:
+    """The distributions installed in `site` that `top` needs to run (its requirements, no extras)."""
+    found = {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions(path=[str(site)])}
+    needed: dict[str, metadata.Distribution] = {}
+    todo: list[tuple[str, frozenset[str]]] = [(top, frozenset())]
+    done: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        name, extras = todo.pop()
+        key = canonicalize_name(name)
+        if (key, extras) in done:
+            continue
+        done.add((key, extras))
+        if key not in found:
+            raise IsarError(f"{name} (needed by {top}) is not installed in {site}: run `bash .ci/setup`")
+        dist = needed[key] = found[key]
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras or {""}):
+                todo.append((req.name, frozenset(req.extras)))
+    return list(needed.values())
+
+
+def _copy_distribution(dist: metadata.Distribution, site: Path, dest: Path) -> None:
+    """Copy the files of an installed distribution (those under `site`) into `dest`.
+
+    For this project, installed editable, its metadata is copied and its packages (top_level.txt)
+    come from where the editable finder points, i.e. the checkout.
+    """
+    editable = canonicalize_name(dist.metadata["Name"]) == "container-lock"
+    for file in dist.files or []:
+        parts = file.parts
+        if ".." in parts or "__pycache__" in parts:
+            continue
+        if editable and (parts[0].startswith("__editable__") or file.name == "direct_url.json"):
+            continue
+        target = dest.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(site.joinpath(*parts), target)
+    if not editable:
+        return
+    for name in (dist.read_text("top_level.txt") or "").split():
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise IsarError(f"package {name} of container-lock cannot be found from the test venv")
+        source = Path(next(iter(spec.submodule_search_locations)))
+        shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+
+
+def staged_cli() -> Path:
+    """`<work root>/container-lock-cli/bin/container-lock`: the CLI as the build user can run it.
+
+    The tests' venv (its interpreter, and the editable install pointing into the checkout) may
+    live where the build user cannot read it, e.g. a checkout in root's 0700 home. So once per
+    process the project's packages and the distributions it needs (not the test extras) are
+    copied from the venv into a directory the build user owns, and a wrapper runs them with the
+    system python3 (same minor version as the venv: the copied binary extensions need it).
+    Checked by running `container-lock --version` as the build user.
+    """
+    if _STAGED_CLI:
+        return _STAGED_CLI[0]
+    probe = subprocess.run(
+        [str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    )
+    if probe.returncode or probe.stdout.strip() != str(tuple(sys.version_info[:2])):
+        want = sys.version_info[:2]
+        raise IsarError(f"{SYSTEM_PYTHON} is not Python {want} (the venv's); cannot run the CLI")
+    site = Path(sysconfig.get_paths()["purelib"])
+    root = work_root() / "container-lock-cli"
+    packages = root / "site-packages"
+    packages.mkdir(parents=True)
+    for dist in _installed_closure(site):
+        _copy_distribution(dist, site, packages)
+    wrapper = root / "bin" / "container-lock"
+    wrapper.parent.mkdir()
+    program = (
+        "import site, sys; d = sys.argv.pop(1); sys.path.insert(0, d); site.addsitedir(d); "
+        "sys.argv[0] = 'container-lock'; from audit.cli import main; sys.exit(main())"
+    )
+    wrapper.write_text(f'#!/bin/sh\nexec {SYSTEM_PYTHON} -I -c "{program}" {packages} "$@"\n')
+    wrapper.chmod(0o755)
+    root.chmod(0o755)
+    give_to_build_user(root)
+    user = build_user()
+    run_as = ["sudo", "-n", "-u", user, "-H"] if user else []
+    check = subprocess.run(
+        [*run_as, str(wrapper), "--version"], capture_output=True, text=True, cwd="/", check=False
+    )
+    if check.returncode:
+        raise IsarError(f"the staged CLI {wrapper} does not run as {user or 'this user'}:\n{check.stderr}")
+    _STAGED_CLI.append(wrapper)
+    return wrapper
+
+
 # -- Isar checkouts ------------------------------------------------------------------------------
 
 _CHECKOUTS: dict[str, Path] = {}
@@ -180,7 +289,8 @@ def _git(*args: str, cwd: Path | None = None) -> str:
 def isar_checkout(ref: str = DEFAULT_REF) -> Path:
     """An Isar tree at `ref`, cloned once per process (shared by every caller; do not modify it).
 
-    With `ISAR_DIR` set, ref `master` is that checkout as it is; other refs are cloned from it.
+    With `ISAR_DIR` set, ref `master` is that checkout as it is (its HEAD cloned when the build user
+    could not read it); other refs are cloned from it.
     Without it, the bundle `../shared/isar/isar.bundle` is cloned. A missing source or ref is an
     `IsarError` naming what to do.
     """
@@ -189,7 +299,9 @@ def isar_checkout(ref: str = DEFAULT_REF) -> Path:
         path = Path(user_dir).resolve()
         if not (path / "bitbake" / "bin" / "bitbake").is_file():
             raise IsarError(f"ISAR_DIR={path} is not an Isar checkout (no bitbake/bin/bitbake)")
-        return path
+        if build_user() is None or _world_readable(path):
+            return path
+        # The build user could not read it: cloned (its HEAD) like the other refs.
     if ref in _CHECKOUTS:
         return _CHECKOUTS[ref]
     source = Path(user_dir).resolve() if user_dir else ISAR_BUNDLE
@@ -200,14 +312,26 @@ def isar_checkout(ref: str = DEFAULT_REF) -> Path:
         )
     path = work_root() / f"isar-{re.sub(r'[^A-Za-z0-9._-]', '_', ref)}"
     _git("clone", "-q", "--no-checkout", str(source), str(path))
+    # ISAR_DIR's master is that checkout's HEAD, whatever its branch.
+    wanted = _git("rev-parse", "HEAD", cwd=path).strip() if user_dir and ref == DEFAULT_REF else ref
     try:
-        _git("-c", "advice.detachedHead=false", "checkout", "-q", ref, cwd=path)
+        _git("-c", "advice.detachedHead=false", "checkout", "-q", wanted, cwd=path)
     except IsarError as err:
         refs = _git("for-each-ref", "--format=%(refname:short)", cwd=path).split()
         raise IsarError(f"Isar ref {ref!r} not in {source} (it has: {', '.join(refs)})\n{err}") from None
     path.chmod(0o755)
     _CHECKOUTS[ref] = path
+    _ORIGIN[path] = f"{ref} of {source}"
     return path
+
+
+_ORIGIN: dict[Path, str] = {}  # an Isar tree -> which ref of which source it is
+
+
+def describe_checkout(isar: Path) -> str:
+    """`<ref> of <bundle or ISAR_DIR> (bitbake <version>)` for the coverage summary."""
+    origin = _ORIGIN.get(isar, f"ISAR_DIR={isar}")
+    return f"{origin} (bitbake {bitbake_version(isar)})"
 
 
 def bitbake_version(isar: Path) -> str:
@@ -481,6 +605,11 @@ class IsarBuild:
         """
         self.write_conf()
         self._own()
+        layer = "none"
+        if self.cl_layer is not None:
+            origin = _LAYER_ORIGIN.get(self.cl_layer)
+            layer = f"{origin} (as a copy the build user owns)" if origin else str(self.cl_layer)
+        coverage.record("isar", ref=describe_checkout(self.isar), machine=self.machine, layer=layer)
         log = self.topdir / f"bitbake-{os.getpid()}.out"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -549,28 +678,8 @@ class IsarBuild:
         return [line.split() for line in path.read_text().splitlines() if line.strip()]
 
     def cli_wrapper(self) -> Path:
-        """`<topdir>/bin/container-lock`: this project's CLI for the build user (CONTAINER_LOCK_SBOM_CLI).
-
-        The tests' venv may live where the build user cannot read its interpreter, so the wrapper
-        runs the system python3 (same minor version) with the venv's site-packages added.
-        """
-        system = Path("/usr/bin/python3")
-        site = sysconfig.get_paths()["purelib"]
-        probe = subprocess.run(
-            [str(system), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
-        )
-        if probe.returncode or probe.stdout.strip() != str(tuple(sys.version_info[:2])):
-            raise IsarError(f"{system} is not Python {sys.version_info[:2]} (the venv's); cannot run the CLI")
-        path = self.topdir / "bin" / "container-lock"
-        path.parent.mkdir(exist_ok=True)
-        program = (
-            "import site, sys; site.addsitedir(sys.argv.pop(1)); sys.argv[0] = 'container-lock'; "
-            "from audit.cli import main; sys.exit(main())"
-        )
-        path.write_text(f'#!/bin/sh\nexec {system} -c "{program}" {site} "$@"\n')
-        path.chmod(0o755)
-        self._own(path.parent)
-        return path
+        """This project's CLI for the build user (CONTAINER_LOCK_SBOM_CLI): `staged_cli()`."""
+        return staged_cli()
 
 
 def loader_recipe(engine: str, *urls: str, extra: str = "") -> str:

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.harness import coverage
+
 REPO = Path(__file__).resolve().parent.parent.parent
 SNAPSHOTS = REPO.parent / "shared" / "oe"
 # release -> (OE-Core snapshot, the BitBake release it pairs with)
@@ -60,11 +62,32 @@ class OESetupError(RuntimeError):
 
 
 def layer_under_test() -> Path:
-    """The container-lock layer to add to BBLAYERS: $CONTAINER_LOCK_LAYER or this repo's meta/."""
+    """The container-lock layer to test: $CONTAINER_LOCK_LAYER or this repo's meta/ (see `staged_layer`)."""
     layer = Path(os.environ.get("CONTAINER_LOCK_LAYER") or REPO / "meta").resolve()
     if not (layer / "conf" / "layer.conf").is_file():
         raise OESetupError(f"CONTAINER_LOCK_LAYER={layer} has no conf/layer.conf")
     return layer
+
+
+def _readable_by_anyone(path: Path) -> bool:
+    """Can any user enter every parent of `path` and read `path`?"""
+    parents_ok = all(p.stat().st_mode & 0o001 for p in path.parents)
+    return parents_ok and path.stat().st_mode & 0o005 == 0o005
+
+
+def staged_layer(layer: Path, user: BuildUser, workdir: Path) -> Path:
+    """The layer to put in BBLAYERS: `layer` itself, or a copy in `workdir` (owned by the build
+    user) when that user may not be able to read it (a checkout under root's 0700 home)."""
+    if not user.switch or _readable_by_anyone(layer):
+        return layer
+    copy = workdir / "container-lock-layer"
+    shutil.copytree(layer, copy, symlinks=True)
+    user.own(copy)
+    _LAYER_ORIGIN[copy] = layer
+    return copy
+
+
+_LAYER_ORIGIN: dict[Path, Path] = {}  # a staged copy of a layer -> the layer it copies
 
 
 def selected_releases() -> list[str]:
@@ -180,11 +203,15 @@ def oe_tree(release: str, workdir: Path, user: BuildUser) -> OETree:
             raise OESetupError(
                 f"no OE snapshot {archive}: set OE_DIR to a dir with openembedded-core/, bitbake/"
             )
-        subprocess.run(
-            ["tar", "-xJf", str(archive), "-C", str(dest), "--no-same-owner"],
-            check=True,
-            **user.popen_kwargs(),
-        )
+        # Read by this process, unpacked by the build user: it may not be able to read the
+        # snapshots (e.g. `../shared` beside a checkout in root's 0700 home).
+        with archive.open("rb") as stream:
+            subprocess.run(
+                ["tar", "-xJf", "-", "-C", str(dest), "--no-same-owner"],
+                stdin=stream,
+                check=True,
+                **user.popen_kwargs(),
+            )
     return OETree(release, dest).check()
 
 
@@ -221,13 +248,16 @@ class Config:
 
 
 class OEBuild:
-    """A build directory for one OE tree with OE-Core's meta, the layer under test and a test layer."""
+    """A build directory for one OE tree with OE-Core's meta, the layer under test and a test layer.
+
+    The layer is used in place, or copied into `workdir` when the build user could not read it.
+    """
 
     def __init__(self, tree: OETree, workdir: Path, user: BuildUser, layer: Path) -> None:
         self.tree = tree
         self.user = user
-        self.layer = layer
         self.workdir = workdir
+        self.layer = staged_layer(layer, user, workdir)
         self.topdir = workdir / "build"
         self.test_layer = workdir / "layer-test"
         self.home = workdir / "home"
@@ -332,6 +362,7 @@ class OEBuild:
         record carrying an object of a module only the server can import) never exits: that
         and a timeout end the run (its session and its server), with the reason in the output.
         """
+        self._record()
         script = (
             f". {shlex.quote(str(self.tree.core / 'oe-init-build-env'))} "
             f'{shlex.quote(str(self.topdir))} >/dev/null && exec "$@"'
@@ -390,6 +421,17 @@ class OEBuild:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def _record(self) -> None:
+        """Note the release, MACHINE and layer of a command for the coverage summary."""
+        if self.tree.release == CUSTOM:
+            release = f"OE_DIR={self.tree.root} ({self.tree.corenames})"
+        else:
+            release = f"{self.tree.release} ({' + '.join(RELEASES[self.tree.release])})"
+        origin = _LAYER_ORIGIN.get(self.layer)
+        layer = f"{origin} (as a copy the build user owns)" if origin else str(self.layer)
+        machine = self.config.machine if self.config else "(not configured)"
+        coverage.record("oe", release=release, machine=machine, layer=layer)
 
     def bitbake(self, *args: str, timeout: float = TASK_TIMEOUT) -> BitbakeRun:
         return self.run("bitbake", *args, timeout=timeout)
