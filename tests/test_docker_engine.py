@@ -6,6 +6,7 @@ container-loader.sh runs with Debian's `/usr/bin/docker` first in PATH, talking 
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -182,27 +183,57 @@ def test_corrupt_archive_fails_by_name_and_the_others_load(
     assert engine.names() == {images[0].reference, images[2].reference}
 
 
+def _logging_docker(directory: Path, engine: Dockerd) -> Path:
+    """A `docker` that records each call (`<time.time()> <subcommand> <exit status>`) and runs
+    `engine`'s own client; returns its log."""
+    log = directory / "docker-calls.log"
+    directory.mkdir(parents=True)
+    wrapper = directory / "docker"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'{shlex.quote(str(engine.bin / "docker"))} "$@"\n'
+        "status=$?\n"
+        f'echo "$(date +%s.%N) $1 $status" >> {shlex.quote(str(log))}\n'
+        'exit "$status"\n'
+    )
+    wrapper.chmod(0o755)
+    return log
+
+
 def test_engine_started_after_the_loader_is_waited_for(build, tmp_path, image_factory) -> None:
+    """The loader polls the absent engine (about once a second) without touching an image, and
+    loads once the engine answers, well inside its wait budget."""
     image = image_factory.single_arch("docker/late", tag="1.0")
     share = docker_package(build, tmp_path / "target", "dlate", image)
     late = Dockerd()  # its socket does not exist yet
-    started = time.monotonic()
+    calls = _logging_docker(tmp_path / "logging-bin", late)
+    env = late.env()
+    env["PATH"] = f"{calls.parent}:{env['PATH']}"
     loader = subprocess.Popen(
         [str(share / "container-loader.sh")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**late.env(), "CONTAINER_LOADER_ENGINE_WAIT": "60"},
+        env={**env, "CONTAINER_LOADER_ENGINE_WAIT": "60"},
     )
     try:
         time.sleep(3)
         assert loader.poll() is None, loader.communicate()  # still waiting for the engine
+        starting = time.time()
         late.start()
         _, stderr = loader.communicate(timeout=120)
         assert loader.returncode == 0, stderr
-        assert time.monotonic() - started >= 3
         assert late.image_id(image.reference) == config_digest(image)
         assert f"{image.reference}: loaded" in stderr
+        assert "does not answer" not in stderr
+        log = [line.split() for line in calls.read_text().splitlines()]
+        before = [(sub, status) for when, sub, status in log if float(when) < starting]
+        after = [(sub, status) for when, sub, status in log if float(when) >= starting]
+        # Polled with `docker info` only, each failing, at least twice in the 3 s before the start.
+        assert len(before) >= 2 and all(c == ("info", "1") for c in before), log
+        # Then: one answered `info`, and the image inspected, loaded and tagged, all succeeding.
+        assert after[0] == ("info", "0") and ("load", "0") in after, log
+        assert all(status == "0" or sub == "image" for sub, status in after), log  # inspect may miss
     finally:
         if loader.poll() is None:
             loader.kill()

@@ -71,7 +71,10 @@ class Dockerd:
         ready_timeout: float = 60.0,
         stop_timeout: float = 20.0,
         daemon_env: dict[str, str] | None = None,
+        data_root_size: str | None = None,
     ) -> None:
+        """`data_root_size` (e.g. "4m"): the data root is a tmpfs of that size, a real file system
+        that runs out of space (`resize_data_root` grows it)."""
         _require_docker_io()
         self.daemon_env = daemon_env or {}  # extra environment for dockerd only (e.g. MOBY_DISABLE_PIGZ)
         self.ready_timeout = ready_timeout
@@ -88,6 +91,8 @@ class Dockerd:
         self.bin = self.root / "bin"
         for d in (self.data_root, self.exec_root, self.config, self.bin):
             d.mkdir()
+        if data_root_size is not None:
+            self._mount_tmpfs(data_root_size)
         wrapper = self.bin / "docker"
         wrapper.write_text(
             f"#!/bin/sh\nDOCKER_CONFIG={shlex.quote(str(self.config))} "
@@ -149,6 +154,42 @@ class Dockerd:
                     f"its log ends:\n{tail}"
                 )
             time.sleep(0.2)
+
+    def _mount_tmpfs(self, size: str) -> None:
+        try:
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(self.data_root)],
+                check=True,
+                capture_output=True,
+            )
+        except subprocess.CalledProcessError as err:
+            shutil.rmtree(self.root, ignore_errors=True)
+            why = err.stderr.decode().strip()
+            raise DockerdError(f"cannot mount a tmpfs as data root (root needed): {why}") from None
+
+    def resize_data_root(self, size: str) -> None:
+        """Grow (or shrink) the tmpfs data root of a `data_root_size` instance, live."""
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.data_root)], check=True)
+
+    def power_loss(self) -> None:
+        """Power cut: SIGKILL dockerd, its containerd and shims at once, and empty the exec root
+        (a reboot empties /run, where it lives on a device). The data root stays as the kill left
+        it; `start()` boots the daemon again on it."""
+        if self.process is None:
+            raise DockerdError("dockerd is not running")
+        pids = [self.process.pid, *self._own_pids()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
+        survivors = _wait_gone(pids, 10.0)
+        if survivors:
+            raise DockerdError(f"processes of {self.root} survived SIGKILL: {survivors}")
+        self.process = None
+        for point in self._mounts(self.exec_root):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        shutil.rmtree(self.exec_root)
+        self.exec_root.mkdir()
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
@@ -258,15 +299,20 @@ class Dockerd:
                 break
         return pids
 
-    def _unmount(self) -> None:
-        """Unmount whatever dockerd left mounted under its directory (deepest first)."""
-        prefix = str(self.root)
+    @staticmethod
+    def _mounts(under: Path) -> list[str]:
+        """Mount points at or under `under`, deepest first."""
+        prefix = str(under)
         points = []
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             point = line.split()[4].encode().decode("unicode_escape")
             if point == prefix or point.startswith(prefix + "/"):
                 points.append(point)
-        for point in sorted(points, key=len, reverse=True):
+        return sorted(points, key=len, reverse=True)
+
+    def _unmount(self) -> None:
+        """Unmount whatever dockerd left mounted under its directory, and a tmpfs data root."""
+        for point in self._mounts(self.root):
             if subprocess.run(["umount", point], capture_output=True).returncode != 0:
                 subprocess.run(["umount", "-l", point], capture_output=True)
 
