@@ -24,7 +24,7 @@ def _console(stream: TextIO, stderr: bool) -> Console:
 
     terminal = stream.isatty()
     plain = not terminal or bool(os.environ.get("NO_COLOR"))
-    width = None if terminal or os.environ.get("COLUMNS") else PIPED_WIDTH
+    width = None if terminal else PIPED_WIDTH
     return Console(
         stderr=stderr,
         highlight=False,
