@@ -26,6 +26,7 @@ Registry settings (plain HTTP, mirrors, credentials): containers-registries.conf
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +149,7 @@ class DockerRegistryFetcher(FetchMethod):
         # Log text only: records travel to BitBake's UI process, which cannot unpickle our classes.
         logger.info(f"{redact(ud.url)}: platform {ud.platform} ({ud.platform_reason})")
         try:
-            stored = stored_image(self._store(d), image.digest, ud.platform) if image.digest else None
-            stored = stored or self._from_mirror_tarball(ud, d)
-            if stored is None:
-                check_network_access(d, f"skopeo inspect --raw docker://{image.tagged}", ud.url)
-                stored = self._from_registry(ud, d)
+            stored = self._resolve(ud, d)
         except skopeo.RegistryError as err:
             raise FetchError(str(err), ud.url) from None
         except _CONTENT_ERRORS as err:
@@ -161,13 +158,25 @@ class DockerRegistryFetcher(FetchMethod):
         if not image.digest:
             self._report_missing_digest(ud, d, stored.digest)
 
+    def _resolve(self, ud: Any, d: Any) -> ResolvedImage:
+        """The URL's image, resolved from the first source that holds it: DL_DIR (pinned), a mirror
+        tarball, the registry (which pulls the missing blobs). PlatformError: built for another one."""
+        store = self._store(d)
+        image = stored_image(store, ud.image.digest, ud.platform) if ud.image.digest else None
+        if image is None and ud.mirror_path.exists():
+            image = self._from_mirror_tarball(ud, store)
+        if image is None:
+            check_network_access(d, f"skopeo inspect --raw docker://{ud.image.tagged}", ud.url)
+            image = self._from_registry(ud, d)
+        return image
+
     def _from_registry(self, ud: Any, d: Any) -> ResolvedImage:
         image: ImageReference = ud.image
         puller = self._puller(ud, d)
         digest = image.digest or puller.resolve_tag()
         if image.digest and image.tag_given:
             self._warn_if_tag_moved(ud, puller)
-        return puller.pull(digest, ud.platform, lambda blobs: SkopeoCopyProgress(d, blobs))
+        return puller.pull(digest, ud.platform, partial(SkopeoCopyProgress, d))
 
     def _warn_if_tag_moved(self, ud: Any, puller: Puller) -> None:
         """Advisory: the digest is what is built; a dead or moved tag is only reported."""
@@ -179,15 +188,19 @@ class DockerRegistryFetcher(FetchMethod):
         if moved:
             logger.warning(fetch_messages.tag_moved(ud.url, ud.image, moved))
 
-    def _from_mirror_tarball(self, ud: Any, d: Any) -> ResolvedImage | None:
-        """The image from a mirror tarball in DL_DIR (put there by PREMIRRORS/MIRRORS), if one is usable."""
-        if not ud.mirror_path.exists():
-            return None
+    def _from_mirror_tarball(self, ud: Any, store: BlobStore) -> ResolvedImage | None:
+        """The image from the mirror tarball in DL_DIR (put there by PREMIRRORS/MIRRORS), if it is usable."""
         try:
-            return mirror.import_image(ud.mirror_path, self._store(d), ud.image.digest, ud.platform)
+            facts = mirror.import_into(ud.mirror_path, store)
         except mirror.MirrorError as err:
             logger.warning(f"{ud.url}: ignoring mirror tarball: {err}")
             return None
+        wanted = ud.image.digest or facts.digest
+        image = stored_image(store, wanted, ud.platform)
+        if image is None:
+            held = f"{ud.mirror_path.name} does not hold {wanted} for {ud.platform}"
+            logger.warning(f"{ud.url}: ignoring mirror tarball: {held}")
+        return image
 
     def build_mirror_data(self, ud: Any, d: Any) -> None:
         """With BB_GENERATE_MIRROR_TARBALLS, write the image's mirror tarball into DL_DIR."""

@@ -1,13 +1,17 @@
-"""Resolve a pinned image in the blob store to its platform manifest, without network."""
+"""Resolve a pinned image to its platform manifest: one routine for every reader (store, registry)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import manifest as mf
 from .platform import Platform, PlatformError, config_matches, select_descriptor
 from .store import BlobStore
+
+# The bytes of the manifest with a digest, verified: `BlobStore.read` or `Puller.manifest`.
+ManifestReader = Callable[[str], bytes]
 
 
 @dataclass(frozen=True)
@@ -22,17 +26,6 @@ class ResolvedImage:
     manifest: mf.ImageManifest
 
 
-def platform_manifest_digest(raw: bytes, digest: str, platform: Platform) -> str:
-    """The digest of `platform`'s manifest: from the index, or `digest` itself."""
-    doc = mf.load(raw)
-    if mf.is_index(doc):
-        manifests = doc.get("manifests")
-        if not isinstance(manifests, list):
-            raise mf.ManifestError("index has no manifest list")
-        return str(select_descriptor(manifests, platform)["digest"])
-    return digest
-
-
 def index_platforms(doc: dict) -> dict[str, str]:
     """`os/arch[/variant]` → manifest digest for an index's image entries (attestations skipped)."""
     found = {}
@@ -45,20 +38,25 @@ def index_platforms(doc: dict) -> dict[str, str]:
     return found
 
 
-def resolve(store: BlobStore, digest: str, platform: Platform) -> ResolvedImage:
-    """Read (and verify) the manifests and config for `digest` from the store.
+def resolve(read: ManifestReader, digest: str, platform: Platform) -> ResolvedImage:
+    """`digest` resolved to `platform`'s manifest, each manifest read from `read` and parsed once.
 
-    FileNotFoundError if a manifest or the config is missing or corrupt;
-    PlatformError if the image is not built for `platform`, whichever way it
-    came into the store (an index entry or a single-platform manifest).
+    `read` is the store's (`BlobStore.read`) or the registry's (`Puller.manifest`); the config is
+    not read here (`check_config`). ManifestError if the bytes are not an index or manifest;
+    PlatformError if an index has no entry for `platform`; what `read` raises if one is missing.
     """
-    top = store.read(digest)
-    mdigest = platform_manifest_digest(top, digest, platform)
-    raw = top if mdigest == digest else store.read(mdigest)
-    parsed = mf.image_manifest(mf.load(raw))
-    image = ResolvedImage(digest, platform, mdigest, parsed.media_type, len(raw), parsed)
-    _check_config_platform(store, image)
-    return image
+    top = read(digest)
+    doc = mf.load(top)
+    mdigest, raw = digest, top
+    if mf.is_index(doc):
+        manifests = doc.get("manifests")
+        if not isinstance(manifests, list):
+            raise mf.ManifestError("index has no manifest list")
+        mdigest = str(select_descriptor(manifests, platform)["digest"])
+        raw = read(mdigest)
+        doc = mf.load(raw)
+    parsed = mf.image_manifest(doc)
+    return ResolvedImage(digest, platform, mdigest, parsed.media_type, len(raw), parsed)
 
 
 def stored_image(store: BlobStore, digest: str, platform: Platform) -> ResolvedImage | None:
@@ -68,15 +66,18 @@ def stored_image(store: BlobStore, digest: str, platform: Platform) -> ResolvedI
     however the image came into the store (another recipe, a mirror tarball, a lock).
     """
     try:
-        image = resolve(store, digest, platform)
+        image = check_config(store, resolve(store.read, digest, platform))
     except (FileNotFoundError, mf.ManifestError):
         return None
     # A list, not a generator: every blob is checked, so corrupt ones are all removed.
     return image if all([store.is_valid(b.digest, b.size) for b in image.manifest.blobs]) else None
 
 
-def _check_config_platform(store: BlobStore, image: ResolvedImage) -> None:
-    """The image's config must say it is built for the platform the recipe needs."""
+def check_config(store: BlobStore, image: ResolvedImage) -> ResolvedImage:
+    """`image`, if its config (read from the store) says it is built for the platform the recipe needs.
+
+    FileNotFoundError if the config is missing or corrupt, PlatformError if it names another platform.
+    """
     try:
         config = json.loads(store.read(image.manifest.config.digest))
     except ValueError as err:
@@ -88,3 +89,4 @@ def _check_config_platform(store: BlobStore, image: ResolvedImage) -> None:
             f"image {image.digest} is built for {built}, but this recipe needs {image.platform}; "
             "pin the multi-arch index digest instead, or set CONTAINER_PLATFORM"
         )
+    return image

@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 from .files import atomic_output, sha256_digest
-from .image import ResolvedImage, stored_image
+from .image import ResolvedImage
 from .platform import Platform
 from .record import ImageRecord, RecordError
 from .reference import ImageReference
@@ -89,17 +89,3 @@ def import_into(path: Path, store: BlobStore) -> ImageRecord:
         return ImageRecord.from_bytes(facts, f"{path}:{FACTS}")
     except RecordError as err:
         raise MirrorError(str(err)) from None
-
-
-def import_image(path: Path, store: BlobStore, digest: str | None, platform: Platform) -> ResolvedImage:
-    """The image `digest` (else the tarball's own) for `platform`, from a mirror tarball into the store.
-
-    MirrorError if the tarball is unusable or does not hold that image; PlatformError
-    if it holds it built for another platform.
-    """
-    facts = import_into(path, store)
-    wanted = digest or facts.digest
-    image = stored_image(store, wanted, platform)
-    if image is None:
-        raise MirrorError(f"{path.name} does not hold {wanted} for {platform}")
-    return image

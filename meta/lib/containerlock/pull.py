@@ -16,7 +16,7 @@ from typing import Any
 
 from . import manifest as mf
 from .files import sha256_digest
-from .image import ResolvedImage, platform_manifest_digest, resolve
+from .image import ResolvedImage, check_config, resolve
 from .platform import Platform
 from .reference import ImageReference
 from .skopeo import Skopeo
@@ -74,12 +74,11 @@ class Puller:
         return raw
 
     def pull(self, digest: str, platform: Platform, progress: ProgressFactory | None = None) -> ResolvedImage:
-        """Everything of `digest` that `platform` needs, into the store; the image, resolved and checked."""
-        top = self.manifest(digest)
-        manifest_digest = platform_manifest_digest(top, digest, platform)
-        raw = top if manifest_digest == digest else self.manifest(manifest_digest)
-        self._blobs(manifest_digest, mf.image_manifest(mf.load(raw)), progress)
-        return resolve(self.store, digest, platform)
+        """`digest` for `platform`: resolved (manifests from the store, else the registry), missing blobs
+        pulled, config checked."""
+        image = resolve(self.manifest, digest, platform)
+        self._blobs(image.manifest_digest, image.manifest, progress)
+        return check_config(self.store, image)
 
     def _blobs(
         self, manifest_digest: str, manifest: mf.ImageManifest, progress: ProgressFactory | None
