@@ -277,7 +277,7 @@ class OEBuild:
             'BBFILE_PRIORITY_container-lock-test = "10"\n'
             f'LAYERSERIES_COMPAT_container-lock-test = "{tree.corenames}"\n'
         )
-        layers = [tree.core / "meta", layer, self.test_layer]
+        layers = [tree.core / "meta", self.layer, self.test_layer]
         (self.topdir / "conf" / "bblayers.conf").write_text(
             'BBPATH = "${TOPDIR}"\nBBFILES ?= ""\nBBLAYERS = " \\\n'
             + "".join(f"    {p} \\\n" for p in layers)
