@@ -4,7 +4,15 @@ Two images as OCI layouts on disk (no registry): the ~100 MB compressible one (t
 gzip layers) and a real Debian bookworm minbase root file system (mmdebstrap, one gzip
 layer). Prints, for each, the median time of `containerlock.inventory.of_layers` and of
 `zcat <layer> | tar t` over all layers, and their ratio (goal ≤ 1.2).
-Run: `.venv/bin/python -m benchmarks.inventory [--size-mb 100] [--runs 3]`.
+
+Then a large synthetic image at 1×/10×/100× (`--scales`): a base layer with a dpkg
+status of 50 packages, 10 Python packages (`*.dist-info/METADATA`, tracked files) and
+1 000 other files per 1×; a second layer rewriting the status and whiting out 100
+paths per 1× (a tenth of them Python packages), plus an opaque directory. Prints the
+time and the cost per item (files + packages + whiteouts), which stays flat when the
+stacking is linear, next to the previous whiteout-by-whiteout stacking.
+Run: `.venv/bin/python -m benchmarks.inventory [--size-mb 100] [--runs 3] [--scales 1 10 100]
+[--synthetic-only]`.
 """
 
 from __future__ import annotations
@@ -17,9 +25,12 @@ import time
 from pathlib import Path
 
 from benchmarks.common import machine, median_of
-from containerlock import inventory
-from tests.harness.images import Layout, base_files, compressible_files
+from containerlock import inventory, layers
+from tests.harness.images import Layout, base_files, compressible_files, tar_bytes
+from tests.harness.pkgdbs import dpkg_status, python_metadata
 from tests.harness.rootfs import debian_minbase
+
+SITE = "usr/lib/python3/dist-packages"
 
 
 def layers_of(layout: Layout, descs: list) -> list[tuple[str, Path]]:
@@ -54,15 +65,77 @@ def compare(name: str, blobs: list[tuple[str, Path]], runs: int) -> None:
     )
 
 
+def synthetic_layers(workdir: Path, scale: int) -> tuple[list[tuple[str, Path]], int]:
+    """(layers, items) of the large synthetic image at `scale` (see the module docstring)."""
+    packages, pythons, others, whiteouts = 50 * scale, 10 * scale, 1000 * scale, 100 * scale
+    status = [{"Package": f"pkg{n}", "Version": f"1.{n}-1", "Architecture": "amd64"} for n in range(packages)]
+    base = {"var/lib/dpkg/status": dpkg_status(*status)}
+    for n in range(packages):  # distroless: a status file per package (all tracked)
+        base[f"var/lib/dpkg/status.d/dl{n}"] = dpkg_status({**status[n], "Package": f"dl{n}"})
+    for n in range(pythons):
+        base[f"{SITE}/py{n}-1.0.dist-info/METADATA"] = python_metadata(f"py{n}", "1.0", "MIT")
+    for n in range(others):
+        base[f"usr/share/d{n % 100}/f{n}"] = b"x"
+    upper = {"var/lib/dpkg/status": dpkg_status(*status[: packages // 2]), "opt/.wh..wh..opq": b""}
+    for n in range(whiteouts):
+        target = f"{SITE}/py{n}-1.0.dist-info" if n < whiteouts // 10 else f"usr/share/d{n % 100}/f{n}"
+        parent, _, name = target.rpartition("/")
+        upper[f"{parent}/.wh.{name}"] = b""
+    found = []
+    for n, files in enumerate((base, upper)):
+        path = workdir / f"synthetic{scale}-{n}"
+        path.write_bytes(tar_bytes(files))
+        found.append((f"sha256:{scale:032x}{n:032x}", path))
+    return found, 2 * packages + pythons + others + whiteouts
+
+
+def _whiteout_by_whiteout(files: dict[str, layers.FileEntry], changes: layers.LayerChanges) -> None:
+    """The previous `layers.apply`: every tracked file scanned once per whiteout."""
+    for directory in changes.opaque:
+        prefix = f"{directory}/" if directory else ""
+        for path in [p for p in files if p.startswith(prefix)]:
+            del files[path]
+    for gone in changes.removed:
+        for path in [p for p in files if p == gone or p.startswith(f"{gone}/")]:
+            del files[path]
+    files.update(changes.written)
+
+
+def synthetic(workdir: Path, scales: list[int], runs: int) -> None:
+    print("large synthetic image (2 uncompressed layers): scale, items, packages found, time, per item")
+    linear = layers.apply
+    for scale in scales:
+        blobs, items = synthetic_layers(workdir, scale)
+        ours = median_of(lambda _, b=blobs: timed_inventory(b)[0], runs)  # type: ignore[misc]
+        found = timed_inventory(blobs)[1]
+        layers.apply = _whiteout_by_whiteout  # type: ignore[assignment]
+        try:
+            before = timed_inventory(blobs)[0]
+        finally:
+            layers.apply = linear  # type: ignore[assignment]
+        print(
+            f"{scale:>4}x {items:>7} items {found:>5} packages: "
+            f"{ours:.2f} s = {ours / items * 1e6:.1f} µs/item "
+            f"(whiteout by whiteout: {before:.2f} s = {before / items * 1e6:.1f} µs/item)"
+        )
+        for _, path in blobs:
+            path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rootfs-cache", type=Path, default=Path(tempfile.gettempdir()) / "cl-bench-rootfs")
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--synthetic-only", action="store_true", help="only the large synthetic image")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cl-bench-inventory."))
     print(f"machine: {machine()}")
     try:
+        synthetic(workdir, args.scales, args.runs)
+        if args.synthetic_only:
+            return
         layout = Layout(workdir / "large")
         files = compressible_files(args.size_mb)
         names = sorted(files)

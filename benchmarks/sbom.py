@@ -7,11 +7,16 @@ multi-arch index; ten images per loader-package manifest. For each N the
 manifests are written, then `container-lock sbom --deploy-dir` runs as a
 subprocess (process start, build, serialise, schema validation, write).
 
-Prints per N: wall time, wall per image, the marginal cost per image
-((T(N) − T(1)) / (N − 1): process start and the schema load taken out), the
-child's peak RSS (its own rusage, as RUSAGE_CHILDREN reports it), and the ratio
-of the marginal cost per image at the largest N to that at the smallest.
-Run: `.venv/bin/python -m benchmarks.sbom [--images 10 100 1000] [--packages 200]`.
+Each size runs `--runs` times (default 2) and the fastest run counts (the machine is
+shared: the minimum is the least disturbed). Sizes up to 100 images run `--small-runs`
+times (default 7), in turns (1, 10, 100, 1, 10, 100, …) so that a change of load hits
+them alike: at 10 images the marginal cost is a difference of ~0.1 s. Prints per N: wall time, wall per image,
+the marginal cost per image ((T(N) − T(1)) / (N − 1): process start and the schema
+load taken out), the same from the child's CPU time (user + system, which other
+processes on the machine disturb less than wall time), the child's peak RSS (its own
+rusage), and the ratio of the marginal cost per image at the largest N to that at the
+smallest, for wall and CPU time.
+Run: `.venv/bin/python -m benchmarks.sbom [--images 10 100 1000] [--packages 200] [--runs 2]`.
 """
 
 from __future__ import annotations
@@ -116,8 +121,8 @@ def command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "audit"]
 
 
-def run_sbom(deploy: Path, out: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one `container-lock sbom` child."""
+def run_sbom(deploy: Path, out: Path) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and peak RSS (bytes) of one `container-lock sbom` child."""
     start = time.perf_counter()
     child = subprocess.Popen(
         [*command(), "sbom", "--deploy-dir", str(deploy), "-o", str(out)],
@@ -130,49 +135,71 @@ def run_sbom(deploy: Path, out: Path) -> tuple[float, int]:
     stderr = child.stderr.read().decode() if child.stderr else ""
     if child.returncode:
         raise SystemExit(f"container-lock sbom failed ({child.returncode}): {stderr}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--packages", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=2, help="runs per size; the fastest counts")
+    parser.add_argument("--small-runs", type=int, default=7, help="runs per size up to 100 images")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cl-bench-sbom."))
     print(f"machine: {machine()}")
     print(f"{args.packages} dpkg packages and 3 layers per image, {PER_PACKAGE} images per manifest")
     try:
         sizes = sorted(set(args.images) | {1})
-        results: dict[int, tuple[float, int, int]] = {}
+        results: dict[int, tuple[float, float, int, int]] = {}
+        small = [n for n in sizes if n <= 100]
         for n in sizes:
-            deploy = workdir / f"n{n}" / "container-lock"
-            write_manifests(deploy, n, args.packages)
-            runs = [
-                run_sbom(deploy, workdir / f"n{n}" / "sbom.cdx.json") for _ in range(3 if n <= 100 else 1)
-            ]
-            elapsed = sorted(t for t, _ in runs)[len(runs) // 2]  # median of 3 for the quick sizes
+            write_manifests(workdir / f"n{n}" / "container-lock", n, args.packages)
+        runs: dict[int, list[tuple[float, float, int]]] = {n: [] for n in sizes}
+        for _ in range(args.small_runs):
+            for n in small:
+                runs[n].append(
+                    run_sbom(workdir / f"n{n}" / "container-lock", workdir / f"n{n}" / "sbom.cdx.json")
+                )
+        for n in sizes:
+            while len(runs[n]) < args.runs:
+                runs[n].append(
+                    run_sbom(workdir / f"n{n}" / "container-lock", workdir / f"n{n}" / "sbom.cdx.json")
+                )
             results[n] = (
-                elapsed,
-                max(rss for _, rss in runs),
+                min(t for t, _, _ in runs[n]),
+                min(c for _, c, _ in runs[n]),
+                max(rss for _, _, rss in runs[n]),
                 (workdir / f"n{n}" / "sbom.cdx.json").stat().st_size,
             )
             shutil.rmtree(workdir / f"n{n}")
-        fixed = results[1][0]
-        header = ("images", "wall s", "s/image", "marginal ms/image", "peak RSS MB", "SBOM MB")
-        print(" ".join(f"{h:>{w}}" for h, w in zip(header, (7, 8, 8, 18, 12, 8), strict=True)))
-        marginal = {}
+        header = (
+            "images",
+            "wall s",
+            "s/image",
+            "marginal ms/image",
+            "CPU s",
+            "CPU marginal ms",
+            "RSS MB",
+            "SBOM MB",
+        )
+        widths = (7, 8, 8, 18, 8, 16, 7, 8)
+        print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+        wall = {n: r[0] for n, r in results.items()}
+        cpu = {n: r[1] for n, r in results.items()}
+        marginal = {n: (wall[n] - wall[1]) / (n - 1) if n > 1 else float("nan") for n in sizes}
+        cpu_marginal = {n: (cpu[n] - cpu[1]) / (n - 1) if n > 1 else float("nan") for n in sizes}
         for n in sizes:
-            elapsed, rss, size = results[n]
-            marginal[n] = (elapsed - fixed) / (n - 1) if n > 1 else float("nan")
+            _, _, rss, size = results[n]
             print(
-                f"{n:>7} {elapsed:>8.2f} {elapsed / n:>8.4f} {marginal[n] * 1e3:>18.1f} "
-                f"{rss / 1e6:>12.0f} {size / 1e6:>8.1f}"
+                f"{n:>7} {wall[n]:>8.2f} {wall[n] / n:>8.4f} {marginal[n] * 1e3:>18.1f} "
+                f"{cpu[n]:>8.2f} {cpu_marginal[n] * 1e3:>16.1f} {rss / 1e6:>7.0f} {size / 1e6:>8.1f}"
             )
-        small, large = min(n for n in sizes if n > 1), max(sizes)
+        low, high = min(n for n in sizes if n > 1), max(sizes)
         print(
-            f"process start + 1 image: {fixed:.2f} s; marginal cost per image {large} vs {small} images: "
-            f"{marginal[large] / marginal[small]:.2f}x (goal 0.8-1.2); "
-            f"wall/image {large} vs {small}: {results[large][0] / large / (results[small][0] / small):.2f}x"
+            f"process start + 1 image: {wall[1]:.2f} s wall, {cpu[1]:.2f} s CPU; marginal cost per image "
+            f"{high} vs {low} images: {marginal[high] / marginal[low]:.2f}x wall, "
+            f"{cpu_marginal[high] / cpu_marginal[low]:.2f}x CPU (goal 0.8-1.2); "
+            f"wall/image {high} vs {low}: {wall[high] / high / (wall[low] / low):.2f}x"
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

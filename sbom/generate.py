@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from containerlock import lockfile
@@ -28,6 +30,33 @@ def generate(
     `total` counts the manifest files until they are read, then stays fixed
     (files + 3 × images + 1); `done` only grows and ends equal to `total`.
     """
+    with _no_cycle_collection():
+        return _generate(manifest_paths, deploy_dir, lock_path, merge_into, fmt, source_date_epoch, progress)
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector off while the document is built: it is a tree of millions of
+    small objects that the collector's full passes would walk again and again (1 000 images took
+    1.7× the time per image of 100). Reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _generate(
+    manifest_paths: Sequence[Path],
+    deploy_dir: Path | None,
+    lock_path: Path | None,
+    merge_into: Path | None,
+    fmt: str,
+    source_date_epoch: int | None,
+    progress: Progress | None,
+) -> str:
     if manifest_paths:
         paths = list(manifest_paths)
     elif deploy_dir is not None:

@@ -51,15 +51,42 @@ def render(document: Document, fmt: str = "json", tick: Tick | None = None) -> s
     if fmt == "json":
         doc = json_document(document, tick)
         error = schema.validate(doc, tick)
-        text = dumps(doc) + "\n"
+        text = None if error is not None else _dumps_consuming(doc)
     elif fmt == "xml":
         text = XmlV1Dot6(document.bom).output_as_string(indent=2) + "\n"
         error = XmlValidator(SchemaVersion.V1_6).validate_str(text)
     else:
         raise SbomError(f"format '{fmt}' is not json or xml")
-    if error is not None:
+    if error is not None or text is None:
         raise SbomError(f"the document does not validate against CycloneDX 1.6: {error}; nothing written")
     return text
+
+
+def _dumps_consuming(doc: dict[str, Any]) -> str:
+    """`dumps(doc) + "\\n"` for the document, freeing it as it goes: each element of its top-level arrays
+    is turned into one string and dropped from `doc`, so the document and its text are not
+    both held in full (nor the millions of small pieces `_dump` makes for the whole)."""
+    pieces: list[str] = []
+    separator = "{\n  "
+    for key, value in doc.items():
+        pieces.append(separator + _string(key) + ": ")
+        separator = ",\n  "
+        if isinstance(value, list) and value:
+            item_separator = "[\n    "
+            for n, item in enumerate(value):
+                out = [item_separator]
+                item_separator = ",\n    "
+                _dump(item, "\n    ", out)
+                value[n] = None
+                pieces.append("".join(out))
+            pieces.append("\n  ]")
+        else:
+            out = []
+            _dump(value, "\n  ", out)
+            pieces.append("".join(out))
+    pieces.append("\n}\n" if doc else "{}\n")
+    doc.clear()
+    return "".join(pieces)
 
 
 def dumps(value: Any) -> str:

@@ -4,13 +4,14 @@ the build task, the SBOM and `container-lock inventory` — exact results on gen
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from containerlock import inventory
+from containerlock import inventory, layers
 from containerlock.inventory import InventoryError
 from tests.harness.bitbake import PAYLOAD_TASKS
 from tests.harness.images import Link, gzip_bytes, tar_bytes
@@ -233,3 +234,81 @@ def test_real_debian_root_file_system_matches_dpkg_query(tmp_path_factory, image
     assert len(listed) > 80 and {f.package.type for f in found.packages} == {"deb"}
     assert found.os["ID"] == "debian" and found.os["VERSION_ID"] == "12"
     assert {f.layer for f in found.packages} == {image.platforms["linux/amd64"].layers[0].digest}
+
+
+class _CountingFiles(dict):
+    """The stacked files, counting how many keys are visited by iterating over them."""
+
+    visited = 0
+
+    def __iter__(self):
+        for key in super().__iter__():
+            self.visited += 1
+            yield key
+
+    def keys(self):  # type: ignore[override]
+        return list(iter(self))
+
+
+def _naive_apply(files: dict, changes: layers.LayerChanges) -> None:
+    """The whiteout rules written out directly (each whiteout against each file)."""
+    for directory in changes.opaque:
+        prefix = f"{directory}/" if directory else ""
+        for path in [p for p in files if p.startswith(prefix)]:
+            del files[path]
+    for gone in changes.removed:
+        for path in [p for p in files if p == gone or p.startswith(f"{gone}/")]:
+            del files[path]
+    files.update(changes.written)
+
+
+def test_whiteouts_look_at_each_tracked_file_once() -> None:
+    """Many whiteouts over many tracked files: one pass over the files, not one per whiteout."""
+    entry = layers.FileEntry("sha256:0", b"")
+    paths = [f"usr/lib/python3/dist-packages/p{n}.dist-info/METADATA" for n in range(2000)]
+    files = _CountingFiles(dict.fromkeys(paths, entry))
+    removed = {f"usr/share/doc/d{n}" for n in range(2000)} | {"usr/lib/python3/dist-packages/p7.dist-info"}
+    opaque = {f"opt/o{n}" for n in range(500)} | {"usr/lib/python3/dist-packages/p9.dist-info"}
+    layers.apply(files, layers.LayerChanges(removed, opaque, {}))
+    assert files.visited <= 2 * len(paths)  # the whiteout-by-whiteout scan visits 2 500 × 2 000
+    assert set(files) == set(paths) - {paths[7], paths[9]}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_whiteouts_apply_as_written_out(seed: int) -> None:
+    """The indexed stacking equals the rules applied whiteout by whiteout (random trees)."""
+    rng = random.Random(seed)
+    names = ["a", "b", "c", "ab", "a.b"]
+    tree = {"/".join(rng.choices(names, k=rng.randint(1, 4))) for _ in range(60)}
+    files = {p: layers.FileEntry("sha256:0", p.encode()) for p in tree}
+    pick = sorted({"/".join(rng.choices(names, k=rng.randint(1, 3))) for _ in range(8)})
+    changes = layers.LayerChanges(
+        set(pick[:4]),
+        set(pick[4:]) | ({""} if seed == 0 else set()),
+        {"b/new": layers.FileEntry("sha256:1", b"new"), pick[0]: layers.FileEntry("sha256:1", b"again")},
+    )
+    ours, written_out = dict(files), dict(files)
+    layers.apply(ours, changes)
+    _naive_apply(written_out, changes)
+    assert ours == written_out
+
+
+def test_progress_reports_bytes_of_the_layers_read(tmp_path) -> None:
+    big = {
+        f"srv/data/f{n}": random.Random(n).randbytes(64 << 10) for n in range(160)
+    }  # ~10 MB, incompressible
+    layer_blobs = blobs(
+        tmp_path,
+        gzip_bytes(tar_bytes({**LAYERS[0], **big}), level=1),
+        tar_bytes({"var/lib/dpkg/status": dpkg_status(BASE), "srv/.wh.data": b""}),
+    )
+    calls: list[tuple[int, int]] = []
+    found = inventory.of_layers(layer_blobs, "reg.example/app:1", progress=lambda d, t: calls.append((d, t)))
+    total = sum(p.stat().st_size for _, p in layer_blobs)
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert {t for _, t in calls} == {total}
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    first_layer = layer_blobs[0][1].stat().st_size
+    assert any(0 < d < first_layer for d, _ in calls)  # within the gzip layer, not only after it
+    assert first_layer in [d for d, _ in calls]
+    assert {f.package.name for f in found.packages} == {"base-files", "requests"}

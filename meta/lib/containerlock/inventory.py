@@ -128,13 +128,19 @@ class _Databases:
         return current
 
 
-def of_layers(blobs: Sequence[tuple[str, Path]], image: str) -> Inventory:
-    """The inventory of an image whose layers (digest, blob file) are given bottom first."""
+def of_layers(
+    blobs: Sequence[tuple[str, Path]], image: str, progress: Callable[[int, int], None] | None = None
+) -> Inventory:
+    """The inventory of an image whose layers (digest, blob file) are given bottom first.
+
+    `progress(done, total)` reports bytes of the layer blobs read out of their total size
+    on disk: first (0, total), then as the layers are read; the last call is (total, total).
+    """
     databases = _Databases(image)
     introduced: dict[tuple[str, ...], Found] = {}
     files: dict[str, FileEntry] = {}
     try:
-        for digest, files in layers.stack(blobs, wanted, image):
+        for digest, files in layers.stack(blobs, wanted, image, progress):
             current = databases.packages(files)
             for key, found in current.items():
                 before = introduced.get(key)

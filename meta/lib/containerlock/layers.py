@@ -10,6 +10,7 @@ Standard library and the `zstd` host tool only.
 from __future__ import annotations
 
 import contextlib
+import io
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,8 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 MAX_FILE = 256 << 20  # a package database larger than this is not read into memory
+PROGRESS_STEP = 4 << 20  # bytes of a layer read between progress calls
+Progress = Callable[[int, int], None]
 
 
 class LayerError(ValueError):
@@ -47,10 +50,10 @@ class LayerChanges:
 
 def normalise(name: str, where: str) -> str:
     """A tar member name as a path below the image root (`./a/b` → `a/b`); LayerError if unsafe."""
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts:
         raise LayerError(f"{where}: member '{name}' is absolute or climbs out with '..'; refusing the layer")
-    return "/".join(p for p in path.parts if p not in ("", "."))
+    return "/".join(p for p in parts if p not in ("", "."))
 
 
 @contextlib.contextmanager
@@ -76,12 +79,28 @@ def open_layer(blob: Path) -> Iterator[tarfile.TarFile]:
         yield tar
 
 
-def read_changes(blob: Path, digest: str, wanted: Callable[[str], bool], where: str) -> LayerChanges:
-    """One layer's whiteouts and wanted files (regular files' bytes, symlinks' targets)."""
+def read_changes(
+    blob: Path,
+    digest: str,
+    wanted: Callable[[str], bool],
+    where: str,
+    position: Callable[[int], None] | None = None,
+) -> LayerChanges:
+    """One layer's whiteouts and wanted files (regular files' bytes, symlinks' targets).
+
+    `position(n)` is called now and then with the number of the blob's bytes read so far
+    (gzip and uncompressed layers; a zstd layer is read by the `zstd` tool).
+    """
     changes = LayerChanges(set(), set(), {})
     try:
         with open_layer(blob) as tar:
+            raw = getattr(tar.fileobj, "fileobj", tar.fileobj) if position is not None else None
+            tell = raw.tell if isinstance(raw, io.BufferedReader) and raw.seekable() else None
+            shown = 0
             for member in tar:
+                if position is not None and tell is not None and (at := tell()) - shown >= PROGRESS_STEP:
+                    shown = at
+                    position(at)
                 path = normalise(member.name, where)
                 parent, _, base = path.rpartition("/")
                 if base == OPAQUE:
@@ -107,15 +126,28 @@ def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, digest: str, where: st
 
 
 def apply(files: dict[str, FileEntry], changes: LayerChanges) -> None:
-    """Stack one layer's changes on `files` (in place)."""
-    for directory in changes.opaque:
-        prefix = f"{directory}/" if directory else ""
-        for path in [p for p in files if p.startswith(prefix)]:
-            del files[path]
-    for gone in changes.removed:
-        for path in [p for p in files if p == gone or p.startswith(f"{gone}/")]:
+    """Stack one layer's changes on `files` (in place).
+
+    One pass over the files, looking each one's directories up in the layer's whiteout
+    sets: linear in files + whiteouts (not files × whiteouts).
+    """
+    if changes.opaque or changes.removed:
+        for path in [p for p in files if _hidden(p, changes.removed, changes.opaque)]:
             del files[path]
     files.update(changes.written)
+
+
+def _hidden(path: str, removed: set[str], opaque: set[str]) -> bool:
+    """Whether `path` is removed (itself or a directory above it) or below an opaque directory."""
+    if path in removed or "" in opaque:
+        return True
+    end = path.rfind("/")
+    while end > 0:
+        directory = path[:end]
+        if directory in removed or directory in opaque:
+            return True
+        end = path.rfind("/", 0, end)
+    return False
 
 
 def resolve(files: dict[str, FileEntry], path: str, where: str, hops: int = 16) -> FileEntry | None:
@@ -138,11 +170,41 @@ def resolve(files: dict[str, FileEntry], path: str, where: str, hops: int = 16) 
 
 
 def stack(
-    blobs: Sequence[tuple[str, Path]], wanted: Callable[[str], bool], image: str
+    blobs: Sequence[tuple[str, Path]],
+    wanted: Callable[[str], bool],
+    image: str,
+    progress: Progress | None = None,
 ) -> Iterator[tuple[str, dict[str, FileEntry]]]:
-    """After each layer (digest, blob path): its digest and the stacked wanted files."""
+    """After each layer (digest, blob path): its digest and the stacked wanted files.
+
+    `progress(done, total)`: bytes of the layer blobs read, of their total size on disk
+    (called before the first layer, during gzip and uncompressed layers, after each layer).
+    """
     files: dict[str, FileEntry] = {}
-    for digest, blob in blobs:
-        changes = read_changes(blob, digest, wanted, f"{image}: layer {digest}")
+    sizes = [_size(blob) for _, blob in blobs] if progress is not None else []
+    total = sum(sizes)
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    for n, (digest, blob) in enumerate(blobs):
+        position = None
+        if progress is not None:
+            position = _within(progress, done, sizes[n], total)
+        changes = read_changes(blob, digest, wanted, f"{image}: layer {digest}", position)
         apply(files, changes)
+        if progress is not None:
+            done += sizes[n]
+            progress(done, total)
         yield digest, files
+
+
+def _within(progress: Progress, base: int, size: int, total: int) -> Callable[[int], None]:
+    """Progress inside one layer of `size` bytes that starts `base` bytes into the blobs."""
+    return lambda at: progress(base + min(at, size), total)
+
+
+def _size(blob: Path) -> int:
+    try:
+        return blob.stat().st_size
+    except OSError:
+        return 0  # read_changes names the missing layer
