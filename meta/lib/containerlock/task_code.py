@@ -13,9 +13,9 @@ imports are parsed once per process and kept while its size and mtime stay the s
 
 from __future__ import annotations
 
-import ast
 import functools
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,21 +29,38 @@ def _absolute(module: str, is_package: bool, level: int, target: str | None) -> 
     return ".".join([*base, *([target] if target else [])])
 
 
-def imported_names(tree: ast.AST, module: str = "", is_package: bool = False) -> set[str]:
-    """Every name `tree` imports, made absolute: modules, and `module.name` for each `from` name.
+# `import a.b [as c], d` and `from .x import (y, z)` at the start of a line (a docstring line
+# that reads like an import only adds a file: the list errs on the side of rerunning).
+_IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+(?P<dots>\.*)(?P<base>[\w.]*)[ \t]+import[ \t]+"
+    r"(?P<names>\([^)]*\)|[^\n#;]*(?:\\\n[^\n#;]*)*)|import[ \t]+(?P<modules>[^\n#;]+))",
+    re.MULTILINE,
+)
+
+
+def _names(text: str) -> list[str]:
+    """`a as b, c` (parentheses, continuation lines allowed) → ["a", "c"]."""
+    cleaned = text.strip("() \t\n").replace("\\\n", " ").replace("\n", " ")
+    return [part.split()[0] for part in cleaned.split(",") if part.strip()]
+
+
+def imported_names(source: str, module: str = "", is_package: bool = False) -> set[str]:
+    """Every name `source` imports, made absolute: modules, and `module.name` for each `from` name.
 
     A `from a import b` gives both `a` and `a.b` (b may be a submodule or a name in `a`; the
     caller keeps what is a module). `module` is the importing module's name, for relative imports.
+    A line scan, not a parse: about ten times faster than `ast`, which counts because BitBake
+    evaluates `[file-checksums]` in every parser process.
     """
     names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = _absolute(module, is_package, node.level, node.module)
-            if base:
-                names.add(base)
-                names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    for match in _IMPORT.finditer(source):
+        if match["modules"] is not None:
+            names.update(_names(match["modules"]))
+            continue
+        base = _absolute(module, is_package, len(match["dots"]), match["base"] or None)
+        if base:
+            names.add(base)
+            names.update(f"{base}.{name}" for name in _names(match["names"]) if name != "*")
     return names
 
 
@@ -72,8 +89,7 @@ def _files_run(lib: Path, name: str) -> list[Path]:
 def _imports_of_file(path: str, module: str, mtime_ns: int, size: int) -> frozenset[str]:
     """`imported_names` of one file; cached per process while the file's mtime and size hold."""
     source = Path(path).read_text(encoding="utf-8")
-    tree = ast.parse(source, path)
-    return frozenset(imported_names(tree, module, os.path.basename(path) == "__init__.py"))
+    return frozenset(imported_names(source, module, os.path.basename(path) == "__init__.py"))
 
 
 def _imports(lib: Path, path: Path) -> frozenset[str]:
@@ -130,11 +146,7 @@ def closure(lib: Path | str, entries: Iterable[str]) -> list[Path]:
 @functools.lru_cache(maxsize=256)
 def code_imports(source: str) -> frozenset[str]:
     """What a task's body (BitBake stores a python function's body only) imports."""
-    try:
-        tree = ast.parse("def task(d):\n" + source)
-    except SyntaxError:
-        return frozenset()  # BitBake itself reports a task that does not compile
-    return frozenset(imported_names(tree))
+    return frozenset(imported_names(source))
 
 
 def file_checksums(lib: Path | str, code: str = "", modules: Iterable[str] = ()) -> str:
