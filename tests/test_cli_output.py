@@ -121,3 +121,14 @@ def test_verify_detail_is_never_cut(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert key in result.stdout and digest in result.stdout
     assert "no [[signers]] entry of the policy applies to this image" in result.stdout
+
+
+def test_sbom_progress_on_a_terminal_only(tmp_path) -> None:
+    from tests.test_sbom_scale import write_fixture
+
+    deploy = write_fixture(tmp_path)
+    status, output = on_terminal(tmp_path, "sbom", "--deploy-dir", str(deploy), "-o", "t.cdx.json")
+    assert status == 0 and "SBOM of the build manifests" in output, output
+    result = piped(tmp_path, "sbom", "--deploy-dir", str(deploy), "-o", "p.cdx.json")
+    assert result.returncode == 0 and "SBOM of the build manifests" not in result.stderr
+    assert (tmp_path / "t.cdx.json").read_bytes() == (tmp_path / "p.cdx.json").read_bytes()
