@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from containerlock import inventory
@@ -50,7 +51,12 @@ def _platform_of(layout: Path) -> Platform:
     return Platform(str(config.get("os")), str(config.get("architecture")), config.get("variant") or None)
 
 
-def of_image(text: str, platform: Platform | None, timeout: float) -> tuple[str, Inventory]:
+def of_image(
+    text: str,
+    platform: Platform | None,
+    timeout: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[str, Inventory]:
     """Pull `text` (for `platform`, default the host's) into a temporary layout and list its packages.
 
     SourceError when the image has no such platform (a single-platform image of another one
@@ -81,7 +87,7 @@ def of_image(text: str, platform: Platform | None, timeout: float) -> tuple[str,
                     "give a reference to the image for that platform"
                 )
         _, blobs = inventory.layout_layers(layout)
-        return text, inventory.of_layers(blobs, text)
+        return text, inventory.of_layers(blobs, text, progress=progress)
 
 
 def of_manifest(path: Path) -> list[tuple[str, Inventory | None]]:

@@ -132,3 +132,14 @@ def test_sbom_progress_on_a_terminal_only(tmp_path) -> None:
     result = piped(tmp_path, "sbom", "--deploy-dir", str(deploy), "-o", "p.cdx.json")
     assert result.returncode == 0 and "SBOM of the build manifests" not in result.stderr
     assert (tmp_path / "t.cdx.json").read_bytes() == (tmp_path / "p.cdx.json").read_bytes()
+
+
+def test_inventory_progress_on_a_terminal_only(image_factory, tmp_path) -> None:
+    image = image_factory.single_arch("progress/inventory", tag="1.0")
+    ref = f"{image.host}/{image.repository}:1.0"
+    status, output = on_terminal(tmp_path, "inventory", ref)
+    assert status == 0 and f"pulling and reading {ref}" in output, output
+    result = piped(tmp_path, "inventory", ref)
+    assert result.returncode == 0 and "pulling and reading" not in result.stdout + result.stderr
+    status, output = on_terminal(tmp_path, "inventory", ref, "--json")
+    assert status == 0 and "pulling and reading" not in output

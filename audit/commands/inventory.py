@@ -47,8 +47,8 @@ def inventory_command(source: str, platform_text: str | None, timeout: float, as
             fail(f"{source}: no such build manifest file")
         else:
             platform = Platform.parse(platform_text) if platform_text else None
-            with progress(f"pulling and reading {source}", quiet=as_json):
-                found = [listing.of_image(source, platform, timeout)]
+            with progress(f"pulling and reading {source} (bytes of layers)", quiet=as_json) as advance:
+                found = [listing.of_image(source, platform, timeout, advance)]
     except (InventoryError, PlatformError, BuildManifestError, listing.SourceError) as error:
         fail(str(error))
     except RegistryError as error:
