@@ -13,11 +13,13 @@ import sys
 import click
 
 from . import exits
+from .commands.audit import audit_command
 from .commands.check import check_command
 from .commands.inventory import inventory_command
 from .commands.sbom import sbom_command
 from .commands.update import update_command
 from .commands.verify import verify_command
+from .commands.vulndb import vulndb_command
 
 # rich, the policies and the package metadata are imported where used: a command pays only
 # for what it needs (`update` of 100 tags takes less time than importing all of them).
@@ -45,7 +47,15 @@ def cli() -> None:
     """Pin, check and audit the container images that BitBake recipes embed."""
 
 
-for command in (update_command, check_command, verify_command, sbom_command, inventory_command):
+for command in (
+    update_command,
+    check_command,
+    verify_command,
+    sbom_command,
+    inventory_command,
+    vulndb_command,
+    audit_command,
+):
     cli.add_command(command)
 
 

@@ -14,7 +14,8 @@ INTERRUPTED = 130  # Ctrl-C / SIGINT: stopped at once, nothing half-written
 
 HELP = (
     "Exit status: 0 success; 1 the check failed (lock out of date, policy errors, "
-    "a required signature not verified); 2 bad input (usage, a file, reference or "
+    "a required signature not verified, a vulnerability at or above --fail-on, a snapshot older "
+    "than --max-db-age); 2 bad input (usage, a file, reference or "
     "option that cannot be used; nothing was changed); 3 a registry could not be asked "
     "about some image (the rest was still done); 4 internal error; 130 interrupted."
 )

@@ -1,4 +1,4 @@
-"""The module graph keeps one direction: audit → sbom, policies → containerlock (the layer) → bb, stdlib.
+"""The module graph keeps one direction: audit → vulns → sbom, policies → containerlock (layer) → bb, stdlib.
 
 docs/architecture.md shows the graph this test keeps true.
 """
@@ -19,6 +19,7 @@ PACKAGES = {
     "containerlock": REPO / "meta" / "lib" / "containerlock",
     "policies": REPO / "policies",
     "sbom": REPO / "sbom",
+    "vulns": REPO / "vulns",
     "audit": REPO / "audit",
 }
 # Which first-party packages each package may import (itself included).
@@ -26,7 +27,8 @@ ALLOWED = {
     "containerlock": {"containerlock"},
     "policies": {"policies", "containerlock"},
     "sbom": {"sbom", "containerlock"},
-    "audit": {"audit", "sbom", "policies", "containerlock"},
+    "vulns": {"vulns", "sbom", "containerlock"},
+    "audit": {"audit", "sbom", "policies", "vulns", "containerlock"},
 }
 # Beyond the standard library, the layer uses BitBake and host tools only.
 LAYER_THIRD_PARTY = {"bb"}
@@ -177,6 +179,12 @@ def test_the_command_imports_heavy_packages_only_where_used() -> None:
         "importlib.metadata",
         "cyclonedx",
         "sigstore",
+        "vulns",
+        "univers",
+        "debian",
+        "cvss",
+        "packageurl",
+        "sqlite3",
     )
     probe = f"import sys, audit.cli; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run(

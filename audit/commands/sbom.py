@@ -11,6 +11,7 @@ from .. import exits
 from ..console import err, escape
 from ..exits import fail
 from ..inputs import writable
+from .audit import vex_option
 
 
 @click.command("sbom", epilog=exits.HELP)
@@ -47,6 +48,14 @@ from ..inputs import writable
     help="Timestamp (seconds since 1970, >= 0); default: $SOURCE_DATE_EPOCH, else the newest "
     "of the build manifests'.",
 )
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Add the known vulnerabilities of the packages inside the images, from this index "
+    "(`container-lock vulndb import`; JSON only).",
+)
+@vex_option
 def sbom_command(
     manifests: tuple[Path, ...],
     deploy_dir: Path | None,
@@ -55,6 +64,8 @@ def sbom_command(
     output: Path | None,
     fmt: str,
     source_date_epoch: int | None,
+    db_path: Path | None,
+    vex_paths: tuple[Path, ...],
 ) -> None:
     """CycloneDX 1.6 SBOM of the container images that loader packages embed.
 
@@ -72,6 +83,10 @@ def sbom_command(
         fail("give either build manifest files or --deploy-dir")
     if output is not None:
         writable(output, "SBOM file")
+    if db_path is None and vex_paths:
+        fail("--vex: give --db too (the triage is of the findings of an index)")
+    if db_path is not None and fmt != "json":
+        fail("--db: the vulnerabilities are added to the JSON SBOM only (--format json)")
     try:
         with progress("SBOM of the build manifests") as advance:
             text = generate(
@@ -79,8 +94,23 @@ def sbom_command(
             )
     except (BuildManifestError, SbomError, lockfile_module.LockfileError) as error:
         fail(str(error))
+    if db_path is not None:
+        text = _with_vulnerabilities(text, db_path, vex_paths)
     if output is None:
         sys.stdout.write(text)
     else:
         write(text, output)
         err().print(f"wrote {escape(str(output))}")
+
+
+def _with_vulnerabilities(text: str, db_path: Path, vex_paths: tuple[Path, ...]) -> str:
+    """`sbom --db`: the document with the findings of the index (`vulns.audit.with_findings`)."""
+    from vulns.audit import SbomOutputError, with_findings
+    from vulns.db import DbError
+    from vulns.targets import TargetError
+    from vulns.vex import VexError
+
+    try:
+        return with_findings(text, db_path, vex_paths)
+    except (DbError, TargetError, VexError, SbomOutputError) as error:
+        fail(str(error))

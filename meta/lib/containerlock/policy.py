@@ -32,6 +32,10 @@ BUILTIN = ("default", "strict")
 BUILTIN_DIR = Path(__file__).resolve().parent / "policies"
 
 
+VULNERABILITY_LEVELS = ("low", "medium", "high", "critical")
+_VULNERABILITY_KEYS = {"fail_on", "ignore_unfixed", "fail_on_unknown"}
+
+
 class PolicyError(ValueError):
     """A policy file cannot be used; the text names the file and the problem."""
 
@@ -73,6 +77,40 @@ class Signer:
 
 
 @dataclass(frozen=True)
+class VulnerabilityGate:
+    """`[vulnerabilities]`: fail an audit on findings at `fail_on` or above (none: report only);
+    `ignore_unfixed`: not on findings without a fixed version; `fail_on_unknown`: also on
+    findings of unknown severity."""
+
+    fail_on: str | None = None
+    ignore_unfixed: bool = False
+    fail_on_unknown: bool = False
+
+
+def _vulnerabilities(raw: object, where: str) -> VulnerabilityGate:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: [vulnerabilities] must be a table")
+    unknown = set(raw) - _VULNERABILITY_KEYS
+    if unknown:
+        raise PolicyError(
+            f"{where}: unknown key(s) in [vulnerabilities]: {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_VULNERABILITY_KEYS))}"
+        )
+    fail_on = raw.get("fail_on")
+    if fail_on is not None and fail_on not in VULNERABILITY_LEVELS:
+        raise PolicyError(
+            f"{where}: vulnerabilities.fail_on = {fail_on!r}; use one of {', '.join(VULNERABILITY_LEVELS)}"
+        )
+    flags = {}
+    for name in ("ignore_unfixed", "fail_on_unknown"):
+        value = raw.get(name, False)
+        if not isinstance(value, bool):
+            raise PolicyError(f"{where}: vulnerabilities.{name} must be true or false")
+        flags[name] = value
+    return VulnerabilityGate(fail_on, **flags)
+
+
+@dataclass(frozen=True)
 class Policy:
     """A loaded policy."""
 
@@ -81,6 +119,7 @@ class Policy:
     forbidden_tags: tuple[str, ...] = ()
     allowed_registries: tuple[str, ...] = ()
     signers: tuple[Signer, ...] = field(default_factory=tuple)
+    vulnerabilities: VulnerabilityGate | None = None  # [vulnerabilities]: the audit's gate
 
     def severity(self, rule: str) -> str:
         """The rule's severity; a required signature fails closed unless a policy relaxes it."""
@@ -159,6 +198,9 @@ def parse(text: str, where: str, base: Policy | None = None) -> Policy:
         forbidden_tags=strings("forbidden_tags", inherited.forbidden_tags),
         allowed_registries=strings("allowed_registries", inherited.allowed_registries),
         signers=signers,
+        vulnerabilities=_vulnerabilities(doc["vulnerabilities"], where)
+        if "vulnerabilities" in doc
+        else inherited.vulnerabilities,
     )
 
 

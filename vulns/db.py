@@ -1,0 +1,306 @@
+"""The local index of OSV records (sqlite) and the snapshot it holds.
+
+`build` reads OSV exports (an ecosystem's `all.zip`, a directory of `*.json`, a `.json` file),
+writes a new index next to the target and renames it over the target, so a reader sees the
+old index or the new one. The same sources give the same index, byte for byte: rows are
+written in sorted order, nothing of the machine or the time of the import is stored. A record
+that cannot be used is reported (file, id, reason) and skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import ecosystems, osv
+
+INDEX_VERSION = 1
+_TABLES = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE sources (name TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, newest TEXT);
+CREATE TABLE records (id TEXT PRIMARY KEY, modified TEXT NOT NULL, withdrawn TEXT, doc TEXT NOT NULL);
+CREATE TABLE affected (
+    ecosystem TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL, position INTEGER NOT NULL
+);
+"""
+
+
+class DbError(ValueError):
+    """A source or an index that cannot be used; the text names the file. Nothing was written."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One imported export: its file name, sha256, records read from it and their newest `modified`."""
+
+    name: str
+    sha256: str
+    records: int
+    newest: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "newest_modified": self.newest,
+            "records": self.records,
+            "sha256": self.sha256,
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What an index holds: its id (sha256 of the sources), the sources, counts, the newest `modified`."""
+
+    id: str
+    sources: tuple[Source, ...]
+    records: int
+    withdrawn: int
+    skipped: int
+    newest: str | None
+
+    def age_days(self, now: datetime | None = None) -> float | None:
+        """Days from the newest record's `modified` to `now` (None for an empty snapshot)."""
+        if self.newest is None:
+            return None
+        newest = datetime.fromisoformat(self.newest.replace("Z", "+00:00"))
+        return ((now or datetime.now(UTC)) - newest).total_seconds() / 86400
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "newest_modified": self.newest,
+            "records": self.records,
+            "skipped": self.skipped,
+            "sources": [s.to_json() for s in self.sources],
+            "withdrawn": self.withdrawn,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A record that was skipped: the file (and member) it came from, its id if known, the reason."""
+
+    where: str
+    record_id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.record_id or 'record without id'}: {self.reason}; skipped"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _documents(path: Path) -> tuple[str, Iterator[tuple[str, bytes]]]:
+    """(sha256, (member name, bytes) of every JSON document) of a zip, a directory or a JSON file."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.json") if p.is_file())
+        if not files:
+            raise DbError(f"{path}: no *.json files in the directory")
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(f"{file.relative_to(path).as_posix()}\0{_sha256(file)}\n".encode())
+        return digest.hexdigest(), ((f.relative_to(path).as_posix(), f.read_bytes()) for f in files)
+    if not path.is_file():
+        raise DbError(f"{path}: no such file or directory")
+    if path.suffix == ".json":
+        return _sha256(path), iter([(path.name, path.read_bytes())])
+    if not zipfile.is_zipfile(path):
+        raise DbError(f"{path}: not a zip file (an OSV export is an ecosystem's all.zip or *.json files)")
+    return _sha256(path), _zip_members(path)
+
+
+def _zip_members(path: Path) -> Iterator[tuple[str, bytes]]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in sorted(archive.namelist()):
+                if name.endswith(".json"):
+                    yield name, archive.read(name)
+    except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as err:
+        raise DbError(f"{path}: a corrupt zip file ({err})") from None
+
+
+@dataclass
+class _Read:
+    record: osv.Record
+    doc: str
+
+
+def _read(path: Path, problems: list[Problem]) -> tuple[Source, list[_Read]]:
+    sha, documents = _documents(path)
+    found: list[_Read] = []
+    for member, data in documents:
+        where = f"{path.name}: {member}" if member != path.name else path.name
+        try:
+            raw = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            problems.append(Problem(where, None, f"not JSON ({err})"))
+            continue
+        for doc in raw if isinstance(raw, list) else [raw]:
+            try:
+                record = osv.parse(doc)
+            except osv.RecordError as err:
+                record_id = (
+                    doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+                )
+                reason = str(err).removeprefix(f"{record_id}: ") if record_id else str(err)
+                problems.append(Problem(where, record_id, reason))
+                continue
+            found.append(_Read(record, json.dumps(doc, sort_keys=True, separators=(",", ":"))))
+    newest = max((r.record.modified for r in found), default=None)
+    return Source(path.name, sha, len(found), newest), found
+
+
+def build(
+    sources: Iterable[Path], target: Path, progress: Callable[[int, int], None] | None = None
+) -> tuple[Snapshot, list[Problem]]:
+    """Index the records of `sources` into `target` (replaced atomically): the snapshot, the skipped records.
+
+    A record id found twice keeps its newest `modified` (then the greater text, so the
+    order of the sources does not matter).
+    """
+    paths = list(sources)
+    problems: list[Problem] = []
+    records: dict[str, _Read] = {}
+    read_sources = []
+    for n, path in enumerate(paths, 1):
+        source, found = _read(path, problems)
+        read_sources.append(source)
+        for item in found:
+            old = records.get(item.record.id)
+            if old is None or (item.record.modified, item.doc) > (old.record.modified, old.doc):
+                records[item.record.id] = item
+        if progress is not None:
+            progress(n, len(paths))
+    read_sources.sort(key=lambda s: (s.name, s.sha256))
+    snapshot_id = hashlib.sha256(
+        f"container-lock-vulndb {INDEX_VERSION}\n".encode()
+        + "".join(f"{s.sha256}\n" for s in sorted(read_sources, key=lambda s: s.sha256)).encode()
+    ).hexdigest()
+    withdrawn = sum(1 for r in records.values() if r.record.withdrawn)
+    snapshot = Snapshot(
+        id=f"sha256:{snapshot_id}",
+        sources=tuple(read_sources),
+        records=len(records),
+        withdrawn=withdrawn,
+        skipped=len(problems),
+        newest=max((r.record.modified for r in records.values()), default=None),
+    )
+    _write(target, snapshot, records)
+    return snapshot, problems
+
+
+def _write(target: Path, snapshot: Snapshot, records: dict[str, _Read]) -> None:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        temporary.unlink()
+        with contextlib.closing(sqlite3.connect(temporary)) as db:
+            db.execute("PRAGMA journal_mode=OFF")
+            db.executescript(_TABLES)
+            meta = {
+                "index_version": str(INDEX_VERSION),
+                "snapshot": json.dumps(snapshot.to_json(), sort_keys=True),
+            }
+            db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
+            db.executemany(
+                "INSERT INTO sources VALUES (?, ?, ?, ?)",
+                [(s.name, s.sha256, s.records, s.newest) for s in snapshot.sources],
+            )
+            rows = []
+            affected = []
+            for record_id in sorted(records):
+                item = records[record_id]
+                rows.append((record_id, item.record.modified, item.record.withdrawn, item.doc))
+                if item.record.withdrawn:
+                    continue
+                for position, entry in enumerate(item.record.affected):
+                    key = ecosystems.record_key(entry.ecosystem)
+                    if key is not None:
+                        affected.append(
+                            (key, ecosystems.record_name(entry.ecosystem, entry.name), record_id, position)
+                        )
+            db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
+            affected.sort()
+            db.executemany("INSERT INTO affected VALUES (?, ?, ?, ?)", affected)
+            db.execute("CREATE INDEX affected_key ON affected (ecosystem, name)")
+            db.commit()
+            db.execute("VACUUM")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+class Index:
+    """An index opened for reading: its snapshot, and the records listed for a package."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise DbError(
+                f"{path}: no such vulnerability index; make one with `container-lock vulndb import`"
+            )
+        try:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            version = meta.get("index_version")
+            if version != str(INDEX_VERSION):
+                raise DbError(f"{path}: index version {version!r} is not {INDEX_VERSION}; import again")
+            raw = json.loads(meta["snapshot"])
+        except (sqlite3.Error, KeyError, ValueError) as err:
+            if isinstance(err, DbError):
+                raise
+            raise DbError(f"{path}: not a container-lock vulnerability index ({err})") from None
+        self.path = path
+        self.snapshot = Snapshot(
+            id=raw["id"],
+            sources=tuple(
+                Source(s["name"], s["sha256"], s["records"], s["newest_modified"]) for s in raw["sources"]
+            ),
+            records=raw["records"],
+            withdrawn=raw["withdrawn"],
+            skipped=raw["skipped"],
+            newest=raw["newest_modified"],
+        )
+        self._records: dict[str, osv.Record] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def listed(self, ecosystem: str, names: Iterable[str]) -> list[tuple[osv.Record, osv.Affected]]:
+        """The (record, affected entry) pairs that name a package in an ecosystem key, by record id."""
+        found = []
+        for name in names:
+            for record_id, position in self._db.execute(
+                "SELECT record, position FROM affected WHERE ecosystem = ? AND name = ?"
+                " ORDER BY record, position",
+                (ecosystem, name),
+            ):
+                record = self.record(record_id)
+                found.append((record, record.affected[position]))
+        return found
+
+    def record(self, record_id: str) -> osv.Record:
+        """A record by id (parsed once)."""
+        record = self._records.get(record_id)
+        if record is None:
+            (doc,) = self._db.execute("SELECT doc FROM records WHERE id = ?", (record_id,)).fetchone()
+            record = self._records[record_id] = osv.parse(json.loads(doc))
+        return record
