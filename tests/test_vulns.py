@@ -700,3 +700,41 @@ def test_help_gives_the_exit_statuses(command) -> None:
     assert result.returncode == 0
     for code in ("0 success", "1 the check failed", "a vulnerability at or above --fail-on", "2 bad input"):
         assert code in text, text
+
+
+class _Data:
+    """The few variables the end-of-build handler reads."""
+
+    def __init__(self, **values: str) -> None:
+        self.values = values
+
+    def getVar(self, name: str) -> str | None:
+        return self.values.get(name)
+
+
+class _Completed:
+    def getFailures(self) -> int:
+        return 0
+
+
+def test_end_of_build_sbom_includes_the_findings_when_vulndb_is_set(world, tmp_path) -> None:
+    """BuildCompleted runs `sbom --deploy-dir … --db ${CONTAINER_LOCK_VULNDB}`: the same bytes as the CLI."""
+    from containerlock import build_sbom
+
+    deploy = tmp_path / "container-lock"
+    deploy.mkdir()
+    (deploy / "loader.json").write_bytes(world["manifest"].read_bytes())
+    target = deploy / "container-images.cdx.json"
+    values = {
+        "CONTAINER_LOCK_SBOM": "1",
+        "CONTAINER_LOCK_DEPLOY_DIR": str(deploy),
+        "CONTAINER_LOCK_SBOM_CLI": f"{sys.executable} -m audit",
+        "CONTAINER_LOCK_SBOM_FILE": str(target),
+    }
+    build_sbom.write_sbom(_Completed(), _Data(**values, CONTAINER_LOCK_VULNDB=""))
+    assert "vulnerabilities" not in json.loads(target.read_text())
+    build_sbom.write_sbom(_Completed(), _Data(**values, CONTAINER_LOCK_VULNDB=str(world["db"])))
+    doc = json.loads(target.read_text())
+    assert {v["id"] for v in doc["vulnerabilities"]} == {f[2] for f in EXPECTED}
+    cli_text = cli("sbom", "--deploy-dir", deploy, "--db", world["db"]).stdout
+    assert target.read_text() == cli_text

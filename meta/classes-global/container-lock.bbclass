@@ -56,6 +56,9 @@ CONTAINER_LOCK_DEPLOY_DIR ?= "${DEPLOY_DIR}/container-lock"
 CONTAINER_LOCK_SBOM ?= "1"
 CONTAINER_LOCK_SBOM_FILE ?= "${CONTAINER_LOCK_DEPLOY_DIR}/container-images.cdx.json"
 CONTAINER_LOCK_SBOM_CLI ?= "container-lock"
+# A vulnerability index (`container-lock vulndb import`): when set, that SBOM
+# also lists the known vulnerabilities of the packages inside the images.
+CONTAINER_LOCK_VULNDB ??= ""
 
 python () {
     import containerlock.recipe_lock

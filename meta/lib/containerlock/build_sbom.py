@@ -23,8 +23,15 @@ def _has_manifests(deploy: Path) -> bool:
     return any(p for p in deploy.glob("*.json") if not p.name.endswith(".cdx.json"))
 
 
+def sbom_command(command: list[str], deploy: Path, target: Path, vulndb: str | None) -> list[str]:
+    """The command line: `sbom --deploy-dir … -o …`, with `--db` when CONTAINER_LOCK_VULNDB names an index."""
+    found = [*command, "sbom", "--deploy-dir", str(deploy), "-o", str(target)]
+    return [*found, "--db", vulndb] if vulndb else found
+
+
 def write_sbom(event: Any, d: Any) -> None:
-    """BuildCompleted: `${CONTAINER_LOCK_SBOM_CLI} sbom --deploy-dir … -o ${CONTAINER_LOCK_SBOM_FILE}`."""
+    """BuildCompleted: `${CONTAINER_LOCK_SBOM_CLI} sbom --deploy-dir … -o ${CONTAINER_LOCK_SBOM_FILE}`
+    (with the known vulnerabilities of `--db ${CONTAINER_LOCK_VULNDB}` when it is set)."""
     if (d.getVar("CONTAINER_LOCK_SBOM") or "0") != "1" or event.getFailures():
         return
     deploy = Path(d.getVar("CONTAINER_LOCK_DEPLOY_DIR"))
@@ -43,7 +50,7 @@ def write_sbom(event: Any, d: Any) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     try:
         result = subprocess.run(
-            [*command, "sbom", "--deploy-dir", str(deploy), "-o", str(target)],
+            sbom_command(command, deploy, target, (d.getVar("CONTAINER_LOCK_VULNDB") or "").strip() or None),
             capture_output=True,
             text=True,
             env=env,
