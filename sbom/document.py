@@ -83,7 +83,12 @@ def inventory_components(image: ImageFacts, image_ref: str) -> list[Component]:
                 bom_ref=f"{image_ref}#pkg:{purl.to_string()}",
                 purl=purl,
                 licenses=[LicenseFactory().make_from_string(package.license)] if package.license else None,
-                properties=_props(layer=item.layer, database=item.database, source_package=package.source),
+                properties=_props(
+                    layer=item.layer,
+                    database=item.database,
+                    source_package=package.source,
+                    source_version=package.source_version,
+                ),
             )
         )
     return found
@@ -130,6 +135,7 @@ def inventory_json(image: ImageFacts, image_ref: str) -> list[dict[str, Any]]:
                 ("database", item.database),
                 ("layer", item.layer),
                 ("source-package", package.source),
+                ("source-version", package.source_version),
             )
             if value is not None
         ]

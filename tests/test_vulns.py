@@ -738,3 +738,38 @@ def test_end_of_build_sbom_includes_the_findings_when_vulndb_is_set(world, tmp_p
     assert {v["id"] for v in doc["vulnerabilities"]} == {f[2] for f in EXPECTED}
     cli_text = cli("sbom", "--deploy-dir", deploy, "--db", world["db"]).stdout
     assert target.read_text() == cli_text
+
+
+def test_dpkg_source_version_is_kept_where_it_differs() -> None:
+    """`Source: util-linux (2.38.1-5+deb12u3)` (bsdutils has its own epoch): records use the source's."""
+    from containerlock import pkgdb
+    from vulns.ecosystems import lookup
+
+    status = (
+        b"Package: bsdutils\nStatus: install ok installed\nVersion: 1:2.38.1-5+deb12u3\n"
+        b"Architecture: amd64\nSource: util-linux (2.38.1-5+deb12u3)\n\n"
+        b"Package: tar\nStatus: install ok installed\nVersion: 1.34+dfsg-1.2+b1\nArchitecture: amd64\n"
+    )
+    bsdutils, tar = pkgdb.dpkg(status, "status")
+    assert (bsdutils.source, bsdutils.source_version) == ("util-linux", "2.38.1-5+deb12u3")
+    assert (tar.source, tar.source_version) == (None, None)
+    found = lookup("deb", "bsdutils", bsdutils.version, "util-linux", "debian-12", None, "2.38.1-5+deb12u3")
+    assert found is not None and (found.names, found.version) == (("util-linux",), "2.38.1-5+deb12u3")
+    binnmu = lookup("deb", "tar", tar.version, None, "debian-12")
+    assert binnmu is not None and binnmu.version == "1.34+dfsg-1.2"
+
+
+def test_vulnerabilities_json_is_what_the_library_writes(world) -> None:
+    """The findings written directly (shared parts by the library once) equal cyclonedx-python-lib's
+    output for every finding, triaged or not."""
+    from vulns import audit, report
+    from vulns.findings import Analysis
+
+    result = audit.run(world["db"], [world["manifest"]])
+    found = [
+        f.triaged(Analysis("not_affected", "code_not_reachable", "the image never runs it")) if n % 2 else f
+        for n, f in enumerate(result.findings)
+    ]
+    assert len(found) == len(EXPECTED)
+    direct = report.vulnerabilities(found)
+    assert json.dumps(direct) == json.dumps(report.library_vulnerabilities(found))

@@ -68,7 +68,13 @@ class Lookup:
 
 
 def lookup(
-    purl_type: str, name: str, version: str, source: str | None, distro: str | None, epoch: str | None = None
+    purl_type: str,
+    name: str,
+    version: str,
+    source: str | None,
+    distro: str | None,
+    epoch: str | None = None,
+    source_version: str | None = None,
 ) -> Lookup | None:
     """The lookup of a package (`distro`: the purl's `distro` qualifier, `<ID>-<VERSION_ID>`); None when
     no ecosystem of the index lists its kind or distribution."""
@@ -78,8 +84,10 @@ def lookup(
     if not release:
         return None
     if purl_type == "deb" and distro_id == "debian":
-        # Records name source packages and their versions; a binNMU (+bN) is its source's version.
-        return Lookup(f"Debian:{_major(release)}", (source or name,), _BINNMU.sub("", version), "deb")
+        # Records name source packages and their versions: dpkg's `Source: name (version)` where the
+        # binary's differs, else the binary's (a binNMU's +bN taken off).
+        own = source_version or _BINNMU.sub("", version)
+        return Lookup(f"Debian:{_major(release)}", (source or name,), own, "deb")
     if purl_type == "apk" and distro_id == "alpine":
         parts = release.split(".")
         if len(parts) < 2:

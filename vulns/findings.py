@@ -89,7 +89,15 @@ def _groups(records: Sequence[Record]) -> list[list[Record]]:
 
 def of_target(index: Index, target: Target, notes: list[str]) -> list[Finding]:
     """The findings of one package."""
-    where = lookup(target.type, target.name, target.version, target.source, target.distro, target.epoch)
+    where = lookup(
+        target.type,
+        target.name,
+        target.version,
+        target.source,
+        target.distro,
+        target.epoch,
+        target.source_version,
+    )
     if where is None:
         return []
     try:

@@ -10,9 +10,10 @@ versions, and are not evaluated.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .osv import Affected, Range
-from .versions import VersionError, key
+from .versions import Ordered, VersionError, key
 
 
 @dataclass(frozen=True)
@@ -22,37 +23,67 @@ class Match:
     fixed: str | None
 
 
-def _sort_key(kind: str, event: tuple[str, str]) -> tuple[int, object]:
-    name, version = event
-    if name == "introduced" and version == "0":
-        return (0, 0)
-    if name == "limit" and version == "*":
-        return (2, 0)
-    return (1, key(kind, version))
+_BOTTOM, _TOP = 0, 2  # introduced "0" (before every version), limit "*" (after every version)
+
+
+@dataclass(frozen=True)
+class _Event:
+    kind: str  # introduced | fixed | last_affected | limit
+    version: str
+    bound: int  # _BOTTOM, 1 (an ordered version), _TOP
+    key: Ordered | None
+
+
+@lru_cache(maxsize=1 << 16)
+def _ordered(kind: str, events: tuple[tuple[str, str], ...]) -> tuple[_Event, ...]:
+    """A range's events in version order (computed once per range: records are shared by packages)."""
+    found = []
+    for name, version in events:
+        if name == "introduced" and version == "0":
+            found.append(_Event(name, version, _BOTTOM, None))
+        elif name == "limit" and version == "*":
+            found.append(_Event(name, version, _TOP, None))
+        else:
+            found.append(_Event(name, version, 1, key(kind, version)))
+    bottom = [e for e in found if e.bound == _BOTTOM]
+    top = [e for e in found if e.bound == _TOP]
+    return (*bottom, *sorted((e for e in found if e.bound == 1), key=lambda e: e.key), *top)
+
+
+def _below(v: Ordered, event: _Event) -> bool:
+    """Is `v` before the event's version?"""
+    if event.bound != 1:
+        return event.bound == _TOP
+    assert event.key is not None
+    return v < event.key
 
 
 def in_range(installed: str, kind: str, entry: Range) -> Match | None:
     """The match of `installed` in one range, None if not affected by it; VersionError on a bad version."""
     range_kind = "semver" if entry.type == "SEMVER" else kind
-    v = (1, key(range_kind, installed))
-    limits = [e for e in entry.events if e[0] == "limit"]
-    if limits and not any(v < _sort_key(range_kind, e) for e in limits):
+    v = key(range_kind, installed)
+    events = _ordered(range_kind, entry.events)
+    limits = [e for e in events if e.kind == "limit"]
+    if limits and not any(_below(v, e) for e in limits):
         return None
     affected = False
-    for event in sorted((e for e in entry.events if e[0] != "limit"), key=lambda e: _sort_key(range_kind, e)):
-        at = _sort_key(range_kind, event)
-        if event[0] == "introduced" and v >= at:
-            affected = True
-        elif (event[0] == "fixed" and v >= at) or (event[0] == "last_affected" and v > at):
-            affected = False
+    rest: tuple[_Event, ...] = ()
+    ordered = [e for e in events if e.kind != "limit"]
+    for n, event in enumerate(ordered):
+        if event.kind == "last_affected":
+            if event.key is not None and event.key < v:
+                affected = False  # above the last affected version
+                continue
+            rest = tuple(ordered[n:])
+            break
+        if _below(v, event):
+            rest = tuple(ordered[n:])
+            break
+        affected = event.kind == "introduced"
     if not affected:
         return None
-    fixes = sorted(
-        (_sort_key(range_kind, e), e[1])
-        for e in entry.events
-        if e[0] == "fixed" and _sort_key(range_kind, e) > v
-    )
-    return Match(fixes[0][1] if fixes else None)
+    fix = next((e.version for e in rest if e.kind == "fixed"), None)
+    return Match(fix)
 
 
 def match(installed: str, kind: str, affected: Affected) -> tuple[Match | None, list[str]]:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from .db import Snapshot
 from .findings import Finding
+from .severity import Rating
 from .vex import Triage
 
 PROPERTY = "container-lock"
@@ -62,6 +64,7 @@ def finding_json(finding: Finding, failed: bool) -> dict[str, Any]:
         "score": _number(finding.score),
         "severity": finding.severity,
         "source_package": target.source,
+        "source_version": target.source_version,
         "summary": finding.summary,
     }
 
@@ -88,8 +91,8 @@ def as_json(
     }
 
 
-def vulnerabilities(findings: Sequence[Finding]) -> list[dict[str, Any]]:
-    """CycloneDX 1.6 `vulnerabilities[]`: one per finding (a vulnerability of one package in one image)."""
+def vulnerability_model(finding: Finding) -> Any:
+    """The cyclonedx-python-lib model of one finding (`vulnerabilities` writes the same JSON faster)."""
     from cyclonedx.model import Property, XsUri
     from cyclonedx.model.impact_analysis import (
         ImpactAnalysisAffectedStatus,
@@ -102,75 +105,159 @@ def vulnerabilities(findings: Sequence[Finding]) -> list[dict[str, Any]]:
         Vulnerability,
         VulnerabilityAdvisory,
         VulnerabilityAnalysis,
+    )
+
+    analysis = None
+    if finding.analysis is not None:
+        analysis = VulnerabilityAnalysis(
+            state=ImpactAnalysisState(finding.analysis.state),
+            justification=ImpactAnalysisJustification(finding.analysis.justification)
+            if finding.analysis.justification
+            else None,
+            detail=finding.analysis.detail,
+        )
+    return Vulnerability(
+        bom_ref=_bom_ref(finding),
+        id=finding.id,
+        source=_source_model(finding.id),
+        references=_reference_models(finding.aliases),
+        ratings=_rating_models(finding.ratings, finding.records[0]),
+        description=finding.summary or None,
+        recommendation=_recommendation(finding),
+        advisories=[VulnerabilityAdvisory(url=XsUri(u)) for u in finding.references if _is_uri(u)],
+        analysis=analysis,
+        affects=[
+            BomTarget(
+                ref=finding.target.bom_ref,
+                versions=[
+                    BomTargetVersionRange(
+                        version=finding.target.version, status=ImpactAnalysisAffectedStatus.AFFECTED
+                    )
+                ],
+            )
+        ],
+        properties=[Property(name=name, value=value) for name, value in _properties(finding)],
+    )
+
+
+def _bom_ref(finding: Finding) -> str:
+    return f"vulnerability:{finding.id}@{finding.target.bom_ref}"
+
+
+def _recommendation(finding: Finding) -> str | None:
+    return f"upgrade {finding.target.name} to {finding.fixed} or later" if finding.fixed else None
+
+
+def _properties(finding: Finding) -> list[tuple[str, str]]:
+    found = [(f"{PROPERTY}:osv-record", r) for r in finding.records]
+    found.append((f"{PROPERTY}:ecosystem", finding.ecosystem))
+    if finding.fixed is not None:
+        found.append((f"{PROPERTY}:fixed-version", finding.fixed))
+    return sorted(found)
+
+
+def _source_model(vuln_id: str) -> Any:
+    from cyclonedx.model import XsUri
+    from cyclonedx.model.vulnerability import VulnerabilitySource
+
+    name, url = _source(vuln_id)
+    return VulnerabilitySource(name=name, url=XsUri(url))
+
+
+def _reference_models(aliases: tuple[str, ...]) -> list[Any]:
+    from cyclonedx.model.vulnerability import VulnerabilityReference
+
+    return [VulnerabilityReference(id=alias, source=_source_model(alias)) for alias in aliases]
+
+
+def _rating_models(ratings: tuple[Rating, ...], record: str) -> list[Any]:
+    from cyclonedx.model import XsUri
+    from cyclonedx.model.vulnerability import (
         VulnerabilityRating,
-        VulnerabilityReference,
         VulnerabilityScoreSource,
         VulnerabilitySeverity,
         VulnerabilitySource,
     )
+
+    osv = VulnerabilitySource(name="OSV", url=XsUri(OSV_URL + record))
+    return [
+        VulnerabilityRating(
+            source=osv,
+            score=r.score,
+            severity=VulnerabilitySeverity(r.severity),
+            method=VulnerabilityScoreSource(r.method),
+            vector=r.vector,
+        )
+        for r in ratings
+    ] or [VulnerabilityRating(source=osv, severity=VulnerabilitySeverity.UNKNOWN)]
+
+
+def _library_json(model: Any) -> Any:
     from cyclonedx.schema.schema import SchemaVersion1Dot6
 
-    out = []
-    for finding in findings:
-        name, url = _source(finding.id)
-        osv = VulnerabilitySource(name="OSV", url=XsUri(OSV_URL + finding.records[0]))
-        ratings = [
-            VulnerabilityRating(
-                source=osv,
-                score=r.score,
-                severity=VulnerabilitySeverity(r.severity),
-                method=VulnerabilityScoreSource(r.method),
-                vector=r.vector,
-            )
-            for r in finding.ratings
-        ] or [VulnerabilityRating(source=osv, severity=VulnerabilitySeverity.UNKNOWN)]
-        references = []
-        for alias in finding.aliases:
-            alias_name, alias_url = _source(alias)
-            references.append(
-                VulnerabilityReference(
-                    id=alias, source=VulnerabilitySource(name=alias_name, url=XsUri(alias_url))
-                )
-            )
-        analysis = None
-        if finding.analysis is not None:
-            analysis = VulnerabilityAnalysis(
-                state=ImpactAnalysisState(finding.analysis.state),
-                justification=ImpactAnalysisJustification(finding.analysis.justification)
-                if finding.analysis.justification
-                else None,
-                detail=finding.analysis.detail,
-            )
-        properties = [Property(name=f"{PROPERTY}:osv-record", value=r) for r in finding.records]
-        properties.append(Property(name=f"{PROPERTY}:ecosystem", value=finding.ecosystem))
-        if finding.fixed is not None:
-            properties.append(Property(name=f"{PROPERTY}:fixed-version", value=finding.fixed))
-        vulnerability = Vulnerability(
-            bom_ref=f"vulnerability:{finding.id}@{finding.target.bom_ref}",
-            id=finding.id,
-            source=VulnerabilitySource(name=name, url=XsUri(url)),
-            references=references,
-            ratings=ratings,
-            description=finding.summary or None,
-            recommendation=f"upgrade {finding.target.name} to {finding.fixed} or later"
-            if finding.fixed
-            else None,
-            advisories=[VulnerabilityAdvisory(url=XsUri(u)) for u in finding.references if _is_uri(u)],
-            analysis=analysis,
-            affects=[
-                BomTarget(
-                    ref=finding.target.bom_ref,
-                    versions=[
-                        BomTargetVersionRange(
-                            version=finding.target.version, status=ImpactAnalysisAffectedStatus.AFFECTED
-                        )
-                    ],
-                )
-            ],
-            properties=properties,
+    return json.loads(model.as_json(view_=SchemaVersion1Dot6))
+
+
+@lru_cache(maxsize=1 << 14)
+def _parts(ratings: tuple[Rating, ...], record: str, vuln_id: str, aliases: tuple[str, ...]) -> str:
+    """The JSON of a vulnerability's shared parts (source, ratings, references), as the library writes
+    them: a vulnerability of many packages is serialised once."""
+    from cyclonedx.model.vulnerability import Vulnerability
+
+    doc = _library_json(
+        Vulnerability(
+            source=_source_model(vuln_id),
+            ratings=_rating_models(ratings, record),
+            references=_reference_models(aliases),
         )
-        out.append(json.loads(vulnerability.as_json(view_=SchemaVersion1Dot6)))  # type: ignore[attr-defined]
-    return out
+    )
+    return json.dumps(doc)
+
+
+def vulnerability_json(finding: Finding) -> dict[str, Any]:
+    """One finding as CycloneDX 1.6 JSON: what cyclonedx-python-lib writes for `vulnerability_model`
+    (the test compares them), its shared parts made by the library once per vulnerability."""
+    shared = json.loads(_parts(finding.ratings, finding.records[0], finding.id, finding.aliases))
+    doc: dict[str, Any] = {}
+    advisories = sorted({u for u in finding.references if _is_uri(u)})
+    if advisories:
+        doc["advisories"] = [{"url": u} for u in advisories]
+    doc["affects"] = [
+        {
+            "ref": finding.target.bom_ref,
+            "versions": [{"status": "affected", "version": finding.target.version}],
+        }
+    ]
+    if finding.analysis is not None:
+        analysis = {
+            "detail": finding.analysis.detail,
+            "justification": finding.analysis.justification,
+            "state": finding.analysis.state,
+        }
+        doc["analysis"] = {k: v for k, v in analysis.items() if v is not None}
+    doc["bom-ref"] = _bom_ref(finding)
+    if finding.summary:
+        doc["description"] = finding.summary
+    doc["id"] = finding.id
+    doc["properties"] = [{"name": n, "value": v} for n, v in _properties(finding)]
+    doc["ratings"] = shared["ratings"]
+    recommendation = _recommendation(finding)
+    if recommendation:
+        doc["recommendation"] = recommendation
+    if "references" in shared:
+        doc["references"] = shared["references"]
+    doc["source"] = shared["source"]
+    return doc
+
+
+def vulnerabilities(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+    """CycloneDX 1.6 `vulnerabilities[]`: one per finding (a vulnerability of one package in one image)."""
+    return [vulnerability_json(f) for f in findings]
+
+
+def library_vulnerabilities(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+    """`vulnerabilities`, every finding written by cyclonedx-python-lib (the reference for the test)."""
+    return [_library_json(vulnerability_model(f)) for f in findings]
 
 
 def _is_uri(text: str) -> bool:

@@ -8,8 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from packageurl import PackageURL
+from urllib.parse import parse_qsl, unquote
 
 PROPERTY = "container-lock"
 
@@ -30,6 +29,7 @@ class Target:
     name: str
     version: str
     source: str | None
+    source_version: str | None  # deb: the source's version where the binary's differs
     distro: str | None
     epoch: str | None
 
@@ -47,6 +47,16 @@ def _property(component: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def _purl_parts(purl: str, where: str, component: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """A purl's type and qualifiers (purl-spec: `pkg:type/…@version?key=value&…#subpath`)."""
+    scheme, _, rest = purl.partition(":")
+    purl_type = rest.lstrip("/").split("/", 1)[0].lower()
+    if scheme != "pkg" or not purl_type or "/" not in rest.lstrip("/"):
+        raise TargetError(f"{where}: component {component.get('bom-ref')}: not a package URL: {purl!r}")
+    query = rest.split("#", 1)[0].partition("?")[2]
+    return purl_type, {k.lower(): unquote(v) for k, v in parse_qsl(query, keep_blank_values=True)}
+
+
 def of_sbom(doc: dict[str, Any], where: str = "SBOM") -> list[Target]:
     """The package components nested in the image (`container`) components of a CycloneDX document."""
     found = []
@@ -58,23 +68,18 @@ def of_sbom(doc: dict[str, Any], where: str = "SBOM") -> list[Target]:
         for component in image.get("components") or ():
             if component.get("type") != "library" or not component.get("purl"):
                 continue
-            try:
-                purl = PackageURL.from_string(component["purl"])
-            except ValueError as err:
-                raise TargetError(
-                    f"{where}: component {component.get('bom-ref')}: bad purl ({err})"
-                ) from None
-            qualifiers = purl.qualifiers if isinstance(purl.qualifiers, dict) else {}
+            purl_type, qualifiers = _purl_parts(component["purl"], where, component)
             found.append(
                 Target(
                     image_ref=str(image.get("bom-ref")),
                     image=label,
                     bom_ref=str(component.get("bom-ref")),
                     purl=component["purl"],
-                    type=purl.type,
-                    name=str(component.get("name") or purl.name),
-                    version=purl.version or str(component.get("version") or ""),
+                    type=purl_type,
+                    name=str(component.get("name") or ""),
+                    version=str(component.get("version") or ""),
                     source=_property(component, "source-package"),
+                    source_version=_property(component, "source-version"),
                     distro=qualifiers.get("distro"),
                     epoch=qualifiers.get("epoch"),
                 )

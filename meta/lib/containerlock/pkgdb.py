@@ -34,6 +34,7 @@ class Package:
     source: str | None = None  # source package (deb, rpm), origin (apk)
     license: str | None = None  # as declared by the database, where it has one
     epoch: str | None = None  # rpm
+    source_version: str | None = None  # deb: the source package's version where it differs
 
 
 def _stanzas(text: str, where: str) -> Iterator[dict[str, str]]:
@@ -73,8 +74,18 @@ def dpkg(data: bytes, where: str) -> list[Package]:
             raise PackageDbError(f"{where}: a paragraph without Package/Version: {sorted(fields)}")
         if fields.get("Status", "install ok installed").split()[-1] != "installed":
             continue
-        source = fields.get("Source", "").split(" ")[0] or None
-        found.append(Package("deb", fields["Package"], fields["Version"], fields.get("Architecture"), source))
+        # `Source: name` or, when the binary's version differs (binNMU, own epoch), `Source: name (version)`
+        source_name, _, source_version = fields.get("Source", "").partition(" ")
+        found.append(
+            Package(
+                "deb",
+                fields["Package"],
+                fields["Version"],
+                fields.get("Architecture"),
+                source_name or None,
+                source_version=source_version.strip().strip("()").strip() or None,
+            )
+        )
     return found
 
 

@@ -1,0 +1,193 @@
+"""Vulnerability audit benchmark (one run): import N generated OSV records, audit M images × P packages.
+
+Records: 70 % Debian:12 (by source package), 15 % PyPI, 15 % Alpine:v3.19, each with one to three
+ECOSYSTEM ranges (introduced / fixed / last_affected), a third with aliases, 1 % withdrawn, CVSS
+vectors on most; written as osv.dev does (one all.zip per ecosystem). Images: Debian bookworm
+bases of P packages drawn from the same source-package names (so many packages have records),
+a tenth of them with Python packages, distinct digests. Measures, each as a subprocess:
+`vulndb import` (wall), the index size, `audit --json` (wall, and the audit alone in-process
+after the index is opened), `sbom` vs `sbom --db`.
+Run: `.venv/bin/python -m benchmarks.vulns [--records 100000] [--images 100] [--packages 150]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from benchmarks.common import machine
+from tests.harness.osv import CVSS_CRITICAL, CVSS_HIGH, CVSS_LOW, CVSS_MEDIUM, image, record, write_manifest
+
+DEB12 = {"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"}
+SOURCES = 3000  # distinct source package names the records and the images share
+CVSS = (CVSS_CRITICAL, CVSS_HIGH, CVSS_MEDIUM, CVSS_LOW, None)
+
+
+def version(rng: random.Random) -> str:
+    return f"{rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}-{rng.randint(1, 5)}"
+
+
+def generated_records(n: int, seed: int = 21) -> dict[str, list[dict]]:
+    """`n` records by export file name."""
+    rng = random.Random(seed)
+    exports: dict[str, list[dict]] = {"Debian": [], "PyPI": [], "Alpine": []}
+    for i in range(n):
+        pick = rng.random()
+        if pick < 0.70:
+            ecosystem, name, export = "Debian:12", f"src{rng.randrange(SOURCES)}", "Debian"
+        elif pick < 0.85:
+            ecosystem, name, export = "PyPI", f"py-lib{rng.randrange(500)}", "PyPI"
+        else:
+            ecosystem, name, export = "Alpine:v3.19", f"src{rng.randrange(SOURCES)}", "Alpine"
+        ranges = []
+        for _ in range(rng.randint(1, 3)):
+            low, high = sorted((version(rng), version(rng)))
+            end = "last_affected" if rng.random() < 0.1 else "fixed"
+            ranges.append({"type": "ECOSYSTEM", "events": [{"introduced": low}, {end: high}]})
+        if ecosystem == "PyPI":
+            ranges = [
+                {
+                    "type": "ECOSYSTEM",
+                    "events": [{"introduced": "0"}, {"fixed": f"{rng.randint(1, 9)}.{rng.randint(0, 9)}"}],
+                }
+            ]
+        vuln_id = f"CVE-2026-{i:06d}" if export != "PyPI" else f"PYSEC-2026-{i}"
+        aliases = [f"GHSA-{i:04x}-aaaa-bbbb"] if rng.random() < 0.33 else []
+        exports[export].append(
+            record(
+                vuln_id,
+                ecosystem,
+                name,
+                ranges,
+                aliases=aliases,
+                cvss=rng.choice(CVSS),
+                withdrawn="2026-06-01T00:00:00Z" if rng.random() < 0.01 else None,
+            )
+        )
+    return exports
+
+
+def write_exports(directory: Path, exports: dict[str, list[dict]]) -> list[Path]:
+    paths = []
+    for name, docs in exports.items():
+        path = directory / f"{name}-all.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for doc in docs:
+                info = zipfile.ZipInfo(f"{doc['id']}.json", date_time=(2026, 1, 1, 0, 0, 0))
+                archive.writestr(info, json.dumps(doc), zipfile.ZIP_DEFLATED)
+        paths.append(path)
+    return paths
+
+
+def write_images(directory: Path, images: int, packages: int, seed: int = 7) -> Path:
+    rng = random.Random(seed)
+    deploy = directory / "deploy"
+    deploy.mkdir()
+    for m in range(0, images, 10):
+        entries = []
+        for i in range(m, min(m + 10, images)):
+            found = [
+                {
+                    "type": "deb",
+                    "name": f"lib{rng.randrange(SOURCES)}-{k}",
+                    "version": version(rng),
+                    "arch": "amd64",
+                    "source": f"src{rng.randrange(SOURCES)}",
+                }
+                for k in range(packages - (10 if i % 10 == 0 else 0))
+            ]
+            if i % 10 == 0:
+                found += [
+                    {
+                        "type": "pypi",
+                        "name": f"py-lib{rng.randrange(500)}",
+                        "version": f"{rng.randint(1, 9)}.{rng.randint(0, 9)}",
+                        "database": f"usr/lib/python3/dist-packages/p{k}.dist-info/METADATA",
+                    }
+                    for k in range(10)
+                ]
+            entries.append(image(f"app{i:03d}", DEB12, found))
+        write_manifest(deploy / f"loader-{m:03d}.json", entries, name=f"loader-{m:03d}")
+    return deploy
+
+
+def timed(*args: object) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "audit", *map(str, args)], capture_output=True, text=True, check=False
+    )
+    elapsed = time.perf_counter() - start
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"{args[0]} failed ({result.returncode}): {result.stderr[-2000:]}")
+    return elapsed, result
+
+
+def in_process_audit(db: Path, deploy: Path) -> tuple[float, float, int]:
+    """(seconds to read the targets, seconds for the audit alone, findings)."""
+    from vulns import findings, targets
+    from vulns.db import Index
+
+    start = time.perf_counter()
+    found, _ = targets.load(sorted(deploy.glob("*.json")))
+    read = time.perf_counter() - start
+    index = Index(db)
+    start = time.perf_counter()
+    result, _ = findings.audit(index, found)
+    return read, time.perf_counter() - start, len(result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--packages", type=int, default=150)
+    args = parser.parse_args()
+    print(machine())
+    with tempfile.TemporaryDirectory(prefix="cl-bench-vulns.") as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        exports = write_exports(work, generated_records(args.records))
+        print(
+            f"generated {args.records} records in {time.perf_counter() - start:.1f} s: "
+            + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in exports)
+        )
+        db = work / "osv.db"
+        seconds, _ = timed("vulndb", "import", *exports, "--db", db)
+        print(
+            f"vulndb import: {seconds:.1f} s wall ({args.records / seconds:,.0f} records/s); "
+            f"index {db.stat().st_size / 1e6:.1f} MB"
+        )
+        again, _ = timed("vulndb", "import", *exports, "--db", work / "again.db")
+        same = (work / "again.db").read_bytes() == db.read_bytes()
+        print(f"re-import: {again:.1f} s, byte-identical index: {same}")
+        deploy = write_images(work, args.images, args.packages)
+        manifests = sorted(deploy.glob("*.json"))
+        seconds, result = timed("audit", *manifests, "--db", db, "--json")
+        report = json.loads(result.stdout)
+        print(
+            f"audit {args.images} images x {args.packages} packages: {seconds:.2f} s wall (process, "
+            f"imports, targets, audit, JSON); {len(report['findings'])} findings"
+        )
+        read, alone, count = in_process_audit(db, deploy)
+        print(
+            f"  in-process: reading the manifests {read:.2f} s, the audit against the index {alone:.2f} s "
+            f"({count} findings)"
+        )
+        plain, _ = timed("sbom", "--deploy-dir", deploy, "-o", work / "plain.cdx.json")
+        with_db, _ = timed("sbom", "--deploy-dir", deploy, "--db", db, "-o", work / "db.cdx.json")
+        print(
+            f"sbom: {plain:.2f} s; sbom --db: {with_db:.2f} s ({with_db / plain:.2f}x); "
+            f"sizes {(work / 'plain.cdx.json').stat().st_size / 1e6:.1f} MB, "
+            f"{(work / 'db.cdx.json').stat().st_size / 1e6:.1f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
