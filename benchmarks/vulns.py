@@ -30,36 +30,50 @@ SOURCES = 3000  # distinct source package names the records and the images share
 CVSS = (CVSS_CRITICAL, CVSS_HIGH, CVSS_MEDIUM, CVSS_LOW, None)
 
 
+def current(source: int) -> str:
+    """The version of source package `source` that the images carry."""
+    return f"{source % 7}.{source % 13}.{source % 5}-{1 + source % 3}"
+
+
 def version(rng: random.Random) -> str:
-    return f"{rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}-{rng.randint(1, 5)}"
+    return f"{rng.randint(0, 6)}.{rng.randint(0, 12)}.{rng.randint(0, 4)}-{rng.randint(1, 3)}"
 
 
 def generated_records(n: int, seed: int = 21) -> dict[str, list[dict]]:
-    """`n` records by export file name."""
+    """`n` records by export file name, shaped like the exports: mostly one range `introduced 0, fixed X`,
+    most fixes below what the images carry (old vulnerabilities), some above, some unfixed; a tenth
+    with two ranges (introduced later, fixed, reintroduced)."""
     rng = random.Random(seed)
     exports: dict[str, list[dict]] = {"Debian": [], "PyPI": [], "Alpine": []}
     for i in range(n):
         pick = rng.random()
+        source = rng.randrange(SOURCES)
         if pick < 0.70:
-            ecosystem, name, export = "Debian:12", f"src{rng.randrange(SOURCES)}", "Debian"
+            ecosystem, name, export = "Debian:12", f"src{source}", "Debian"
         elif pick < 0.85:
             ecosystem, name, export = "PyPI", f"py-lib{rng.randrange(500)}", "PyPI"
         else:
-            ecosystem, name, export = "Alpine:v3.19", f"src{rng.randrange(SOURCES)}", "Alpine"
-        ranges = []
-        for _ in range(rng.randint(1, 3)):
-            low, high = sorted((version(rng), version(rng)))
-            end = "last_affected" if rng.random() < 0.1 else "fixed"
-            ranges.append({"type": "ECOSYSTEM", "events": [{"introduced": low}, {end: high}]})
+            ecosystem, name, export = "Alpine:v3.19", f"src{source}", "Alpine"
+        odds = rng.random()
         if ecosystem == "PyPI":
-            ranges = [
-                {
-                    "type": "ECOSYSTEM",
-                    "events": [{"introduced": "0"}, {"fixed": f"{rng.randint(1, 9)}.{rng.randint(0, 9)}"}],
-                }
-            ]
+            fixed = f"{rng.randint(1, 9)}.{rng.randint(0, 9)}"
+        elif odds < 0.90:
+            fixed = (
+                f"{source % 7}.{source % 13}.{source % 5}-{1 + source % 3}~old{rng.randint(1, 9)}"  # below
+            )
+        elif odds < 0.95:
+            fixed = (
+                f"{source % 7}.{source % 13}.{source % 5}-{1 + source % 3}+deb12u{rng.randint(1, 9)}"  # above
+            )
+        else:
+            fixed = None
+        events = [{"introduced": "0"}] + ([{"fixed": fixed}] if fixed else [])
+        ranges = [{"type": "ECOSYSTEM", "events": events}]
+        if rng.random() < 0.1:
+            low, high = sorted((version(rng), version(rng)))
+            ranges.append({"type": "ECOSYSTEM", "events": [{"introduced": low}, {"fixed": high}]})
         vuln_id = f"CVE-2026-{i:06d}" if export != "PyPI" else f"PYSEC-2026-{i}"
-        aliases = [f"GHSA-{i:04x}-aaaa-bbbb"] if rng.random() < 0.33 else []
+        aliases = [f"DSA-{i}-1"] if export == "Debian" and rng.random() < 0.33 else []
         exports[export].append(
             record(
                 vuln_id,
@@ -86,33 +100,43 @@ def write_exports(directory: Path, exports: dict[str, list[dict]]) -> list[Path]
     return paths
 
 
-def write_images(directory: Path, images: int, packages: int, seed: int = 7) -> Path:
+def _deb(rng: random.Random, k: int) -> dict:
+    source = rng.randrange(SOURCES)
+    own = current(source) + ("+b1" if source % 10 == 0 else "")  # a binNMU now and then
+    return {
+        "type": "deb",
+        "name": f"lib{source}-{k}",
+        "version": own,
+        "arch": "amd64",
+        "source": f"src{source}",
+    }
+
+
+def write_images(directory: Path, images: int, packages: int, distinct: bool = False, seed: int = 7) -> Path:
+    """Loader manifests of `images` images of `packages` packages: by default five bases of
+    `packages` - 20 Debian packages shared by the images, plus 20 of each image's own (a tenth with
+    10 Python packages among them); `distinct`: every package of every image drawn anew."""
     rng = random.Random(seed)
+    bases = [[_deb(rng, k) for k in range(packages - 20)] for _ in range(5)]
     deploy = directory / "deploy"
     deploy.mkdir()
     for m in range(0, images, 10):
         entries = []
         for i in range(m, min(m + 10, images)):
-            found = [
+            if distinct:
+                found = [_deb(rng, k) for k in range(packages - 10)]
+            else:
+                found = list(bases[i % 5]) + [_deb(rng, 1000 + k) for k in range(10)]
+            pypi = [
                 {
-                    "type": "deb",
-                    "name": f"lib{rng.randrange(SOURCES)}-{k}",
-                    "version": version(rng),
-                    "arch": "amd64",
-                    "source": f"src{rng.randrange(SOURCES)}",
+                    "type": "pypi",
+                    "name": f"py-lib{rng.randrange(500)}",
+                    "version": f"{rng.randint(1, 9)}.{rng.randint(0, 9)}",
+                    "database": f"usr/lib/python3/dist-packages/p{k}.dist-info/METADATA",
                 }
-                for k in range(packages - (10 if i % 10 == 0 else 0))
+                for k in range(10)
             ]
-            if i % 10 == 0:
-                found += [
-                    {
-                        "type": "pypi",
-                        "name": f"py-lib{rng.randrange(500)}",
-                        "version": f"{rng.randint(1, 9)}.{rng.randint(0, 9)}",
-                        "database": f"usr/lib/python3/dist-packages/p{k}.dist-info/METADATA",
-                    }
-                    for k in range(10)
-                ]
+            found += pypi if i % 10 == 0 else [_deb(rng, 2000 + k) for k in range(10)]
             entries.append(image(f"app{i:03d}", DEB12, found))
         write_manifest(deploy / f"loader-{m:03d}.json", entries, name=f"loader-{m:03d}")
     return deploy
@@ -148,6 +172,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--packages", type=int, default=150)
+    parser.add_argument("--distinct", action="store_true", help="No package shared between images.")
     args = parser.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory(prefix="cl-bench-vulns.") as tmp:
@@ -167,13 +192,14 @@ def main() -> None:
         again, _ = timed("vulndb", "import", *exports, "--db", work / "again.db")
         same = (work / "again.db").read_bytes() == db.read_bytes()
         print(f"re-import: {again:.1f} s, byte-identical index: {same}")
-        deploy = write_images(work, args.images, args.packages)
+        deploy = write_images(work, args.images, args.packages, args.distinct)
         manifests = sorted(deploy.glob("*.json"))
         seconds, result = timed("audit", *manifests, "--db", db, "--json")
         report = json.loads(result.stdout)
+        shape = "no package shared" if args.distinct else "five shared bases + 20 own packages each"
         print(
-            f"audit {args.images} images x {args.packages} packages: {seconds:.2f} s wall (process, "
-            f"imports, targets, audit, JSON); {len(report['findings'])} findings"
+            f"audit {args.images} images x {args.packages} packages ({shape}): {seconds:.2f} s wall "
+            f"(process, imports, targets, audit, JSON); {len(report['findings'])} findings"
         )
         read, alone, count = in_process_audit(db, deploy)
         print(

@@ -771,5 +771,24 @@ def test_vulnerabilities_json_is_what_the_library_writes(world) -> None:
         for n, f in enumerate(result.findings)
     ]
     assert len(found) == len(EXPECTED)
+    from dataclasses import replace
+
+    from vulns.severity import Rating, cvss_rating
+
+    several = (
+        cvss_rating("CVSS_V2", "AV:N/AC:L/Au:N/C:P/I:P/A:P"),
+        cvss_rating("CVSS_V3", CVSS_LOW),
+        cvss_rating("CVSS_V3", "CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
+        cvss_rating("CVSS_V4", CVSS4_HIGH),
+        Rating("other", "medium"),
+    )
+    assert None not in several
+    found.append(replace(found[0], ratings=several))  # type: ignore[arg-type]
     direct = report.vulnerabilities(found)
     assert json.dumps(direct) == json.dumps(report.library_vulnerabilities(found))
+
+
+def test_records_read_back_from_the_index_are_those_imported() -> None:
+    """The index's records are read without checking them again: the same as the checked parse."""
+    for doc in records():
+        assert osv.trusted(json.loads(json.dumps(doc))) == osv.parse(doc), doc["id"]

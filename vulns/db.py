@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sources (name TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, newest TEXT);
 CREATE TABLE records (id TEXT PRIMARY KEY, modified TEXT NOT NULL, withdrawn TEXT, doc TEXT NOT NULL);
 CREATE TABLE affected (
-    ecosystem TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL, position INTEGER NOT NULL
+    ecosystem TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL, position INTEGER NOT NULL,
+    entry TEXT NOT NULL
 );
 """
 
@@ -233,12 +235,11 @@ def _write(target: Path, snapshot: Snapshot, records: dict[str, _Read]) -> None:
                 for position, entry in enumerate(item.record.affected):
                     key = ecosystems.record_key(entry.ecosystem)
                     if key is not None:
-                        affected.append(
-                            (key, ecosystems.record_name(entry.ecosystem, entry.name), record_id, position)
-                        )
+                        name = ecosystems.record_name(entry.ecosystem, entry.name)
+                        affected.append((key, name, record_id, position, _entry_json(entry)))
             db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
             affected.sort()
-            db.executemany("INSERT INTO affected VALUES (?, ?, ?, ?)", affected)
+            db.executemany("INSERT INTO affected VALUES (?, ?, ?, ?, ?)", affected)
             db.execute("CREATE INDEX affected_key ON affected (ecosystem, name)")
             db.commit()
             db.execute("VACUUM")
@@ -247,6 +248,25 @@ def _write(target: Path, snapshot: Snapshot, records: dict[str, _Read]) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _entry_json(entry: osv.Affected) -> str:
+    """An affected entry as the index keeps it beside its package (compact JSON)."""
+    ranges = [[r.type, [list(e) for e in r.events]] for r in entry.ranges]
+    doc = [entry.ecosystem, entry.name, ranges, list(entry.versions), [list(s) for s in entry.severity]]
+    return json.dumps(doc, separators=(",", ":"))
+
+
+@lru_cache(maxsize=1 << 16)
+def _entry(text: str) -> osv.Affected:
+    ecosystem, name, ranges, versions, severity = json.loads(text)
+    return osv.Affected(
+        ecosystem,
+        name,
+        tuple(osv.Range(kind, tuple((e[0], e[1]) for e in events)) for kind, events in ranges),
+        tuple(versions),
+        tuple((t, v) for t, v in severity),
+    )
 
 
 class Index:
@@ -284,17 +304,19 @@ class Index:
     def close(self) -> None:
         self._db.close()
 
-    def listed(self, ecosystem: str, names: Iterable[str]) -> list[tuple[osv.Record, osv.Affected]]:
-        """The (record, affected entry) pairs that name a package in an ecosystem key, by record id."""
+    def listed(self, ecosystem: str, names: Iterable[str]) -> list[tuple[str, osv.Affected]]:
+        """The (record id, affected entry) pairs that name a package in an ecosystem key, by record id;
+        the records themselves are read only for the entries that match (`record`)."""
         found = []
         for name in names:
-            for record_id, position in self._db.execute(
-                "SELECT record, position FROM affected WHERE ecosystem = ? AND name = ?"
-                " ORDER BY record, position",
-                (ecosystem, name),
-            ):
-                record = self.record(record_id)
-                found.append((record, record.affected[position]))
+            found += [
+                (record_id, _entry(entry))
+                for record_id, entry in self._db.execute(
+                    "SELECT record, entry FROM affected WHERE ecosystem = ? AND name = ?"
+                    " ORDER BY record, position",
+                    (ecosystem, name),
+                )
+            ]
         return found
 
     def record(self, record_id: str) -> osv.Record:
@@ -302,5 +324,5 @@ class Index:
         record = self._records.get(record_id)
         if record is None:
             (doc,) = self._db.execute("SELECT doc FROM records WHERE id = ?", (record_id,)).fetchone()
-            record = self._records[record_id] = osv.parse(json.loads(doc))
+            record = self._records[record_id] = osv.trusted(json.loads(doc))
         return record

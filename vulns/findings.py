@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from . import severity as severities
 from .db import Index
-from .ecosystems import lookup
+from .ecosystems import Lookup, lookup
 from .matching import match
 from .osv import Record
 from .severity import Rating
@@ -87,8 +87,63 @@ def _groups(records: Sequence[Record]) -> list[list[Record]]:
     return [groups[k] for k in sorted(groups)]
 
 
-def of_target(index: Index, target: Target, notes: list[str]) -> list[Finding]:
-    """The findings of one package."""
+@dataclass(frozen=True)
+class _Vulnerability:
+    """A finding without its package: what every package with the same lookup shares."""
+
+    ecosystem: str
+    id: str
+    aliases: tuple[str, ...]
+    records: tuple[str, ...]
+    fixed: str | None
+    ratings: tuple[Rating, ...]
+    severity: str
+    summary: str
+    references: tuple[str, ...]
+
+
+def _of_lookup(index: Index, where: Lookup, notes: list[str]) -> list[_Vulnerability]:
+    """The vulnerabilities of a package version in an ecosystem (records merged by aliases)."""
+    hits: dict[str, tuple[Record, list[str | None], list[Rating]]] = {}
+    for record_id, affected in index.listed(where.ecosystem, where.names):
+        found, problems = match(where.version, where.kind, affected)
+        notes += [f"{record_id}: {p}" for p in problems]
+        if found is None:
+            continue
+        record = index.record(record_id)
+        if record.withdrawn:
+            continue  # not indexed by `build`; an index from elsewhere might
+        entry = hits.setdefault(record.id, (record, [], []))
+        entry[1].append(found.fixed)
+        entry[2].extend(severities.ratings(record, affected.severity))
+    found_vulnerabilities = []
+    for group in _groups([hits[i][0] for i in sorted(hits)]):
+        ids = {r.id for r in group} | {a for r in group for a in r.aliases}
+        primary = _primary(ids)
+        known = [f for r in group for f in hits[r.id][1] if f is not None]
+        fixed = max(known, key=lambda f: key(where.kind, f)) if known else None
+        ratings = tuple(sorted({r for rec in group for r in hits[rec.id][2]}))
+        found_vulnerabilities.append(
+            _Vulnerability(
+                ecosystem=where.ecosystem,
+                id=primary,
+                aliases=tuple(sorted(ids - {primary})),
+                records=tuple(sorted(r.id for r in group)),
+                fixed=fixed,
+                ratings=ratings,
+                severity=severities.level(ratings),
+                summary=next((r.summary for r in sorted(group, key=lambda r: r.id) if r.summary), ""),
+                references=tuple(sorted({url for r in group for _, url in r.references})),
+            )
+        )
+    return found_vulnerabilities
+
+
+def of_target(
+    index: Index, target: Target, notes: list[str], seen: dict[Lookup, list[_Vulnerability]] | None = None
+) -> list[Finding]:
+    """The findings of one package (`seen`: the vulnerabilities of lookups done before: images
+    sharing a base share most packages)."""
     where = lookup(
         target.type,
         target.name,
@@ -105,39 +160,13 @@ def of_target(index: Index, target: Target, notes: list[str]) -> list[Finding]:
     except VersionError as err:
         notes.append(f"{target.image}: {target.name}: installed version not comparable: {err}")
         return []
-    hits: dict[str, tuple[Record, list[str | None], list[Rating]]] = {}
-    for record, affected in index.listed(where.ecosystem, where.names):
-        if record.withdrawn:
-            continue
-        found, problems = match(where.version, where.kind, affected)
-        notes += [f"{record.id}: {p}" for p in problems]
-        if found is None:
-            continue
-        entry = hits.setdefault(record.id, (record, [], []))
-        entry[1].append(found.fixed)
-        entry[2].extend(severities.ratings(record, affected.severity))
-    findings = []
-    for group in _groups([hits[i][0] for i in sorted(hits)]):
-        ids = {r.id for r in group} | {a for r in group for a in r.aliases}
-        primary = _primary(ids)
-        known = [f for r in group for f in hits[r.id][1] if f is not None]
-        fixed = max(known, key=lambda f: key(where.kind, f)) if known else None
-        ratings = tuple(sorted({r for rec in group for r in hits[rec.id][2]}))
-        findings.append(
-            Finding(
-                target=target,
-                ecosystem=where.ecosystem,
-                id=primary,
-                aliases=tuple(sorted(ids - {primary})),
-                records=tuple(sorted(r.id for r in group)),
-                fixed=fixed,
-                ratings=ratings,
-                severity=severities.level(ratings),
-                summary=next((r.summary for r in sorted(group, key=lambda r: r.id) if r.summary), ""),
-                references=tuple(sorted({url for r in group for _, url in r.references})),
-            )
-        )
-    return findings
+    seen = {} if seen is None else seen
+    if where not in seen:
+        seen[where] = _of_lookup(index, where, notes)
+    return [Finding(target=target, **{f: getattr(v, f) for f in _FIELDS}) for v in seen[where]]
+
+
+_FIELDS = tuple(_Vulnerability.__dataclass_fields__)
 
 
 def audit(
@@ -146,8 +175,9 @@ def audit(
     """Every finding of every target (sorted by image, package, id) and notes on what was not evaluated."""
     notes: list[str] = []
     findings: list[Finding] = []
+    seen: dict[Lookup, list[_Vulnerability]] = {}
     for n, target in enumerate(targets, 1):
-        findings += of_target(index, target, notes)
+        findings += of_target(index, target, notes, seen)
         if progress is not None and (n % 200 == 0 or n == len(targets)):
             progress(n, len(targets))
     findings.sort(key=lambda f: (f.target.image_ref, f.target.bom_ref, f.id))

@@ -50,33 +50,38 @@ def _ordered(kind: str, events: tuple[tuple[str, str], ...]) -> tuple[_Event, ..
     return (*bottom, *sorted((e for e in found if e.bound == 1), key=lambda e: e.key), *top)
 
 
-def _below(v: Ordered, event: _Event) -> bool:
-    """Is `v` before the event's version?"""
+@lru_cache(maxsize=1 << 20)
+def _less(kind: str, a: str, b: str) -> bool:
+    """`a` before `b` in `kind`'s order (remembered: images share packages, records share versions)."""
+    return key(kind, a) < key(kind, b)
+
+
+def _below(kind: str, installed: str, event: _Event) -> bool:
+    """Is `installed` before the event's version?"""
     if event.bound != 1:
         return event.bound == _TOP
-    assert event.key is not None
-    return v < event.key
+    return _less(kind, installed, event.version)
 
 
 def in_range(installed: str, kind: str, entry: Range) -> Match | None:
     """The match of `installed` in one range, None if not affected by it; VersionError on a bad version."""
     range_kind = "semver" if entry.type == "SEMVER" else kind
-    v = key(range_kind, installed)
+    key(range_kind, installed)  # VersionError before anything is compared
     events = _ordered(range_kind, entry.events)
     limits = [e for e in events if e.kind == "limit"]
-    if limits and not any(_below(v, e) for e in limits):
+    if limits and not any(_below(range_kind, installed, e) for e in limits):
         return None
     affected = False
     rest: tuple[_Event, ...] = ()
     ordered = [e for e in events if e.kind != "limit"]
     for n, event in enumerate(ordered):
         if event.kind == "last_affected":
-            if event.key is not None and event.key < v:
+            if event.bound == 1 and _less(range_kind, event.version, installed):
                 affected = False  # above the last affected version
                 continue
             rest = tuple(ordered[n:])
             break
-        if _below(v, event):
+        if _below(range_kind, installed, event):
             rest = tuple(ordered[n:])
             break
         affected = event.kind == "introduced"

@@ -168,3 +168,36 @@ def parse(doc: Any) -> Record:
         )
     except RecordError as err:
         raise RecordError(f"{record_id}: {err}") from None
+
+
+def trusted(doc: dict[str, Any]) -> Record:
+    """A record from the index, which `parse` checked when it was imported (no checks again)."""
+    specific = doc.get("database_specific")
+    own = specific.get("severity") if isinstance(specific, dict) else None
+
+    def severity(entries: Any) -> tuple[tuple[str, str], ...]:
+        return tuple((e["type"], e["score"]) for e in entries or ())
+
+    return Record(
+        id=doc["id"],
+        modified=doc["modified"],
+        withdrawn=doc.get("withdrawn"),
+        aliases=tuple(doc.get("aliases") or ()),
+        summary=doc["summary"] if isinstance(doc.get("summary"), str) else "",
+        severity=severity(doc.get("severity")),
+        own_severity=own if isinstance(own, str) and own else None,
+        references=tuple((r["type"], r["url"]) for r in doc.get("references") or ()),
+        affected=tuple(
+            Affected(
+                ecosystem=a["package"]["ecosystem"],
+                name=a["package"]["name"],
+                ranges=tuple(
+                    Range(r["type"], tuple(next(iter(e.items())) for e in r["events"]))
+                    for r in a.get("ranges") or ()
+                ),
+                versions=tuple(a.get("versions") or ()),
+                severity=severity(a.get("severity")),
+            )
+            for a in doc.get("affected") or ()
+        ),
+    )

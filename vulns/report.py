@@ -198,26 +198,25 @@ def _library_json(model: Any) -> Any:
     return json.loads(model.as_json(view_=SchemaVersion1Dot6))
 
 
-@lru_cache(maxsize=1 << 14)
-def _parts(ratings: tuple[Rating, ...], record: str, vuln_id: str, aliases: tuple[str, ...]) -> str:
-    """The JSON of a vulnerability's shared parts (source, ratings, references), as the library writes
-    them: a vulnerability of many packages is serialised once."""
+@lru_cache(maxsize=1 << 12)
+def _ratings_json(ratings: tuple[Rating, ...]) -> list[dict[str, Any]]:
+    """The `ratings` JSON the library writes (its vector forms, its order), its source's URL left out:
+    made once per set of ratings, the URL (the OSV record) filled in per finding."""
     from cyclonedx.model.vulnerability import Vulnerability
 
-    doc = _library_json(
-        Vulnerability(
-            source=_source_model(vuln_id),
-            ratings=_rating_models(ratings, record),
-            references=_reference_models(aliases),
-        )
-    )
-    return json.dumps(doc)
+    doc = _library_json(Vulnerability(ratings=_rating_models(ratings, "")))
+    return list(doc["ratings"])
+
+
+def _source_json(vuln_id: str) -> dict[str, str]:
+    name, url = _source(vuln_id)
+    return {"name": name, "url": url}
 
 
 def vulnerability_json(finding: Finding) -> dict[str, Any]:
     """One finding as CycloneDX 1.6 JSON: what cyclonedx-python-lib writes for `vulnerability_model`
-    (the test compares them), its shared parts made by the library once per vulnerability."""
-    shared = json.loads(_parts(finding.ratings, finding.records[0], finding.id, finding.aliases))
+    (the test compares them); the ratings made by the library once per set of ratings."""
+    osv_source = {"name": "OSV", "url": OSV_URL + finding.records[0]}
     doc: dict[str, Any] = {}
     advisories = sorted({u for u in finding.references if _is_uri(u)})
     if advisories:
@@ -240,13 +239,13 @@ def vulnerability_json(finding: Finding) -> dict[str, Any]:
         doc["description"] = finding.summary
     doc["id"] = finding.id
     doc["properties"] = [{"name": n, "value": v} for n, v in _properties(finding)]
-    doc["ratings"] = shared["ratings"]
+    doc["ratings"] = [{**r, "source": osv_source} for r in _ratings_json(finding.ratings)]
     recommendation = _recommendation(finding)
     if recommendation:
         doc["recommendation"] = recommendation
-    if "references" in shared:
-        doc["references"] = shared["references"]
-    doc["source"] = shared["source"]
+    if finding.aliases:
+        doc["references"] = [{"id": a, "source": _source_json(a)} for a in finding.aliases]
+    doc["source"] = _source_json(finding.id)
     return doc
 
 

@@ -42,14 +42,13 @@ def show(result: Result, gate: Gate) -> None:
     )
     for finding in result.findings:
         target = finding.target
-        package = target.name + (
-            f" ({target.source})" if target.source and target.source != target.name else ""
-        )
+        source = " ".join(p for p in (target.source, target.source_version) if p and p != target.name)
+        package = target.name + (f" ({source})" if source else "")
         ids = finding.id + (f" ({', '.join(finding.aliases)})" if finding.aliases else "")
         grid.add_row(
             escape(target.image),
             escape(package),
-            escape(target.version),
+            escape(f"{target.epoch}:{target.version}" if target.epoch else target.version),
             escape(finding.fixed or "no fix"),
             escape(ids),
             _severity(finding),
