@@ -140,11 +140,22 @@ def test_build_completed_writes_sbom(build: IsarBuild, index: PushedImage, regis
     build.add_recipe("cl-sbom", loader_recipe("podman", url))
     sbom = build.deploy_dir / "container-lock" / "container-images.cdx.json"
     build.unset("BB_STRICT_CHECKSUM", "BB_NO_NETWORK", "CONTAINER_LOCKFILE")
-    build.set(CONTAINER_LOCK_SBOM_CLI=str(build.cli_wrapper()))
+    # CONTAINER_LOCK_VULNDB: the end-of-build SBOM names the vulnerability snapshot it was audited with.
+    db = build.topdir / "osv.db"
+    export = Path(build.topdir / "osv-records")
+    export.mkdir(exist_ok=True)
+    (export / "CVE-2026-0001.json").write_text(
+        json.dumps({"id": "CVE-2026-0001", "modified": "2026-11-30T12:00:00Z", "affected": []})
+    )
+    assert (
+        subprocess.run([*CLI, "vulndb", "import", str(export), "--db", str(db)], check=False).returncode == 0
+    )
+    give_to_build_user(db)
+    build.set(CONTAINER_LOCK_SBOM_CLI=str(build.cli_wrapper()), CONTAINER_LOCK_VULNDB=str(db))
     try:
         result = build.bitbake("-c", "deploy_container_manifest", "cl-sbom")
     finally:
-        build.unset("CONTAINER_LOCK_SBOM_CLI")
+        build.unset("CONTAINER_LOCK_SBOM_CLI", "CONTAINER_LOCK_VULNDB")
     assert result.ok, result.tail()
     assert result.ran("cl-sbom", "do_deploy_container_manifest")
     assert (build.deploy_dir / "container-lock" / "cl-sbom.json").is_file()
@@ -152,6 +163,14 @@ def test_build_completed_writes_sbom(build: IsarBuild, index: PushedImage, regis
     assert f"SBOM of the container images: {sbom}" in result.output
     doc = json.loads(sbom.read_text())
     assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
+    snapshot = json.loads(
+        subprocess.run(
+            [*CLI, "vulndb", "show", "--db", str(db), "--json"], capture_output=True, text=True, check=True
+        ).stdout
+    )["id"]
+    properties = {p["name"]: p["value"] for p in doc["metadata"]["properties"]}
+    assert properties["container-lock:vulndb-snapshot"] == snapshot
+    assert doc["vulnerabilities"] == []  # the test images list no package with a record
     text = sbom.read_text()
     assert index.digest.split(":")[1] in text
     assert index.platforms[AMD64].manifest_digest.split(":")[1] in text

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -14,10 +16,11 @@ from ..console import err, escape
 from ..exits import fail
 from ..inputs import json_option, writable
 
+F = TypeVar("F", bound=Callable[..., Any])
 LEVELS = ("low", "medium", "high", "critical")
 
 
-def vex_option(function):  # type: ignore[no-untyped-def]
+def vex_option(function: F) -> F:
     """--vex FILE (repeatable): CycloneDX VEX or OpenVEX JSON."""
     return click.option(
         "--vex",
