@@ -613,6 +613,7 @@ def test_zip_member_names_do_not_change_the_index(tmp_path) -> None:
     assert a.records == b.records and a.newest == b.newest and a.id != b.id  # different sources, same content
     ia, ib = vulndb.Index(tmp_path / "a.db"), vulndb.Index(tmp_path / "b.db")
     assert ia.listed("Debian:12", ["openssl"]) == ib.listed("Debian:12", ["openssl"])
+    assert ia.order("Debian:12", "openssl").ranks == ib.order("Debian:12", "openssl").ranks  # type: ignore[union-attr]
 
 
 # Debian versions: [epoch:]upstream[-revision], with ~ (before anything), + and . in both parts.
@@ -783,7 +784,7 @@ def test_vulnerabilities_json_is_what_the_library_writes(world) -> None:
         Rating("other", "medium"),
     )
     assert None not in several
-    found.append(replace(found[0], ratings=several))  # type: ignore[arg-type]
+    found.append(replace(found[0], vulnerability=replace(found[0].vulnerability, ratings=several)))
     direct = report.vulnerabilities(found)
     assert json.dumps(direct) == json.dumps(report.library_vulnerabilities(found))
 
@@ -792,3 +793,36 @@ def test_records_read_back_from_the_index_are_those_imported() -> None:
     """The index's records are read without checking them again: the same as the checked parse."""
     for doc in records():
         assert osv.trusted(json.loads(json.dumps(doc))) == osv.parse(doc), doc["id"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    installed=debian_versions(),
+    ranges=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["introduced", "fixed", "last_affected", "limit"]), debian_versions()),
+            min_size=1,
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    zero=st.booleans(),
+)
+def test_ranges_by_rank_equal_ranges_by_comparison(installed, ranges, zero) -> None:
+    """The index's per-package order (ranks, a binary search for the installed version) gives the
+    same answer as comparing the installed version with each event."""
+    from vulns.db import Order, ranked_versions
+
+    built = []
+    for events in ranges:
+        events = [("introduced", "0" if zero else events[0][1]), *events]
+        if any(k == "fixed" for k, _ in events) and any(k == "last_affected" for k, _ in events):
+            events = [(k, v) for k, v in events if k != "last_affected"]
+        built.append(osv.Range("ECOSYSTEM", tuple(events)))
+    affected = osv.Affected("Debian:12", "x", tuple(built), (), ())
+    names = [v for r in built for k, v in r.events if (k, v) != ("introduced", "0")]
+    order = Order("deb", ranked_versions("deb", names))
+    by_rank = match(installed, "deb", affected, order.ranks, order.position(installed))
+    by_comparison = match(installed, "deb", affected)
+    assert by_rank == by_comparison

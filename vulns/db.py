@@ -9,6 +9,7 @@ that cannot be used is reported (file, id, reason) and skipped.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ecosystems, osv
+from . import versions as versions_module
 
 INDEX_VERSION = 1
 _TABLES = """
@@ -34,6 +36,7 @@ CREATE TABLE affected (
     ecosystem TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL, position INTEGER NOT NULL,
     entry TEXT NOT NULL
 );
+CREATE TABLE orders (ecosystem TEXT NOT NULL, name TEXT NOT NULL, versions TEXT NOT NULL);
 """
 
 
@@ -240,6 +243,8 @@ def _write(target: Path, snapshot: Snapshot, records: dict[str, _Read]) -> None:
             db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
             affected.sort()
             db.executemany("INSERT INTO affected VALUES (?, ?, ?, ?, ?)", affected)
+            db.executemany("INSERT INTO orders VALUES (?, ?, ?)", _orders(records))
+            db.execute("CREATE INDEX orders_key ON orders (ecosystem, name)")
             db.execute("CREATE INDEX affected_key ON affected (ecosystem, name)")
             db.commit()
             db.execute("VACUUM")
@@ -248,6 +253,69 @@ def _write(target: Path, snapshot: Snapshot, records: dict[str, _Read]) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _orders(records: dict[str, _Read]) -> list[tuple[str, str, str]]:
+    """Per package of an ecosystem: the versions its ECOSYSTEM ranges name, sorted once by the
+    ecosystem's order, with their ranks (equal versions share one): an audit places the installed
+    version among them with a binary search instead of comparing it with every event."""
+    versions: dict[tuple[str, str], set[str]] = {}
+    for record in records.values():
+        if record.record.withdrawn:
+            continue
+        for entry in record.record.affected:
+            key = ecosystems.record_key(entry.ecosystem)
+            if key is None:
+                continue
+            found = versions.setdefault((key, ecosystems.record_name(entry.ecosystem, entry.name)), set())
+            for item in entry.ranges:
+                if item.type == "ECOSYSTEM":
+                    found.update(
+                        v for name, v in item.events if (name, v) not in (("introduced", "0"), ("limit", "*"))
+                    )
+    rows = []
+    for (key, name), found in sorted(versions.items()):
+        ranked = ranked_versions(ecosystems.KIND_OF_ECOSYSTEM[key.split(":", 1)[0]], found)
+        rows.append((key, name, json.dumps(ranked, separators=(",", ":"))))
+    return rows
+
+
+def ranked_versions(kind: str, found: Iterable[str]) -> list[list[Any]]:
+    """[version, rank] in `kind`'s order (the library's); equal versions share a rank, unreadable
+    versions are left out."""
+    readable = []
+    for version in sorted(set(found)):
+        try:
+            readable.append((versions_module.key(kind, version), version))
+        except versions_module.VersionError:
+            continue  # ranges naming it are compared one by one (and noted)
+    readable.sort(key=lambda item: item[0])
+    ranked: list[list[Any]] = []
+    rank = 0
+    for n, (ordered, version) in enumerate(readable):
+        if n and readable[n - 1][0] < ordered:
+            rank += 1
+        ranked.append([version, rank])
+    return ranked
+
+
+class Order:
+    """A package's versions in its ecosystem's order (from the index), and where a version goes among them."""
+
+    def __init__(self, kind: str, ranked: list[list[Any]]) -> None:
+        self.kind = kind
+        self.ranks: dict[str, int] = {version: rank for version, rank in ranked}
+        self._versions = [version for version, _ in ranked]
+        self._ranks = [rank for _, rank in ranked]
+
+    def position(self, installed: str) -> int:
+        """Twice the rank of the version equal to `installed`, or odd: between two ranks (-1: below all).
+        A binary search: only the versions it visits are read by the ecosystem's library."""
+        v = versions_module.key(self.kind, installed)
+        at = bisect.bisect_right(self._versions, v, key=lambda text: versions_module.key(self.kind, text))
+        if at and not versions_module.key(self.kind, self._versions[at - 1]) < v:
+            return 2 * self._ranks[at - 1]
+        return 2 * self._ranks[at - 1] + 1 if at else -1
 
 
 def _entry_json(entry: osv.Affected) -> str:
@@ -304,13 +372,21 @@ class Index:
     def close(self) -> None:
         self._db.close()
 
-    def listed(self, ecosystem: str, names: Iterable[str]) -> list[tuple[str, osv.Affected]]:
-        """The (record id, affected entry) pairs that name a package in an ecosystem key, by record id;
-        the records themselves are read only for the entries that match (`record`)."""
+    def order(self, ecosystem: str, name: str) -> Order | None:
+        """The order of the versions the package's ranges name (None: the index has none)."""
+        row = self._db.execute(
+            "SELECT versions FROM orders WHERE ecosystem = ? AND name = ?", (ecosystem, name)
+        ).fetchone()
+        kind = ecosystems.KIND_OF_ECOSYSTEM.get(ecosystem.split(":", 1)[0])
+        return Order(kind, json.loads(row[0])) if row and kind else None
+
+    def listed(self, ecosystem: str, names: Iterable[str]) -> list[tuple[str, str, osv.Affected]]:
+        """The (name, record id, affected entry) triples that name a package in an ecosystem key, by
+        record id; the records themselves are read only for the entries that match (`record`)."""
         found = []
         for name in names:
             found += [
-                (record_id, _entry(entry))
+                (name, record_id, _entry(entry))
                 for record_id, entry in self._db.execute(
                     "SELECT record, entry FROM affected WHERE ecosystem = ? AND name = ?"
                     " ORDER BY record, position",

@@ -31,21 +31,66 @@ class Analysis:
 
 
 @dataclass(frozen=True)
-class Finding:
-    """A vulnerability of one package inside one image: the id shown (a CVE when there is one), the
-    other ids of the same vulnerability, the fix, the ratings and level."""
+class Vulnerability:
+    """A finding without its package: what every package with the same lookup shares."""
 
-    target: Target
     ecosystem: str
     id: str
     aliases: tuple[str, ...]
-    records: tuple[str, ...]  # the OSV records merged into this finding
+    records: tuple[str, ...]
     fixed: str | None
     ratings: tuple[Rating, ...]
     severity: str
     summary: str
     references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A vulnerability of one package inside one image: the id shown (a CVE when there is one), the
+    other ids of the same vulnerability, the fix, the ratings and level (shared by every package
+    with the same lookup), the team's triage."""
+
+    target: Target
+    vulnerability: Vulnerability
     analysis: Analysis | None = field(default=None)
+
+    @property
+    def ecosystem(self) -> str:
+        return self.vulnerability.ecosystem
+
+    @property
+    def id(self) -> str:
+        return self.vulnerability.id
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return self.vulnerability.aliases
+
+    @property
+    def records(self) -> tuple[str, ...]:
+        """The OSV records merged into this finding."""
+        return self.vulnerability.records
+
+    @property
+    def fixed(self) -> str | None:
+        return self.vulnerability.fixed
+
+    @property
+    def ratings(self) -> tuple[Rating, ...]:
+        return self.vulnerability.ratings
+
+    @property
+    def severity(self) -> str:
+        return self.vulnerability.severity
+
+    @property
+    def summary(self) -> str:
+        return self.vulnerability.summary
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        return self.vulnerability.references
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -87,26 +132,16 @@ def _groups(records: Sequence[Record]) -> list[list[Record]]:
     return [groups[k] for k in sorted(groups)]
 
 
-@dataclass(frozen=True)
-class _Vulnerability:
-    """A finding without its package: what every package with the same lookup shares."""
-
-    ecosystem: str
-    id: str
-    aliases: tuple[str, ...]
-    records: tuple[str, ...]
-    fixed: str | None
-    ratings: tuple[Rating, ...]
-    severity: str
-    summary: str
-    references: tuple[str, ...]
-
-
-def _of_lookup(index: Index, where: Lookup, notes: list[str]) -> list[_Vulnerability]:
+def _of_lookup(index: Index, where: Lookup, notes: list[str]) -> list[Vulnerability]:
     """The vulnerabilities of a package version in an ecosystem (records merged by aliases)."""
     hits: dict[str, tuple[Record, list[str | None], list[Rating]]] = {}
-    for record_id, affected in index.listed(where.ecosystem, where.names):
-        found, problems = match(where.version, where.kind, affected)
+    orders: dict[str, tuple[dict[str, int], int] | None] = {}
+    for name, record_id, affected in index.listed(where.ecosystem, where.names):
+        if name not in orders:
+            order = index.order(where.ecosystem, name)
+            orders[name] = None if order is None else (order.ranks, order.position(where.version))
+        placed = orders[name]
+        found, problems = match(where.version, where.kind, affected, *(placed or (None, None)))
         notes += [f"{record_id}: {p}" for p in problems]
         if found is None:
             continue
@@ -124,7 +159,7 @@ def _of_lookup(index: Index, where: Lookup, notes: list[str]) -> list[_Vulnerabi
         fixed = max(known, key=lambda f: key(where.kind, f)) if known else None
         ratings = tuple(sorted({r for rec in group for r in hits[rec.id][2]}))
         found_vulnerabilities.append(
-            _Vulnerability(
+            Vulnerability(
                 ecosystem=where.ecosystem,
                 id=primary,
                 aliases=tuple(sorted(ids - {primary})),
@@ -136,11 +171,11 @@ def _of_lookup(index: Index, where: Lookup, notes: list[str]) -> list[_Vulnerabi
                 references=tuple(sorted({url for r in group for _, url in r.references})),
             )
         )
-    return found_vulnerabilities
+    return sorted(found_vulnerabilities, key=lambda v: v.id)
 
 
 def of_target(
-    index: Index, target: Target, notes: list[str], seen: dict[Lookup, list[_Vulnerability]] | None = None
+    index: Index, target: Target, notes: list[str], seen: dict[Lookup, list[Vulnerability]] | None = None
 ) -> list[Finding]:
     """The findings of one package (`seen`: the vulnerabilities of lookups done before: images
     sharing a base share most packages)."""
@@ -163,10 +198,7 @@ def of_target(
     seen = {} if seen is None else seen
     if where not in seen:
         seen[where] = _of_lookup(index, where, notes)
-    return [Finding(target=target, **{f: getattr(v, f) for f in _FIELDS}) for v in seen[where]]
-
-
-_FIELDS = tuple(_Vulnerability.__dataclass_fields__)
+    return [Finding(target, v) for v in seen[where]]
 
 
 def audit(
@@ -175,10 +207,10 @@ def audit(
     """Every finding of every target (sorted by image, package, id) and notes on what was not evaluated."""
     notes: list[str] = []
     findings: list[Finding] = []
-    seen: dict[Lookup, list[_Vulnerability]] = {}
-    for n, target in enumerate(targets, 1):
+    seen: dict[Lookup, list[Vulnerability]] = {}
+    ordered = sorted(targets, key=lambda t: (t.image_ref, t.bom_ref))  # findings in this order, by id
+    for n, target in enumerate(ordered, 1):
         findings += of_target(index, target, notes, seen)
-        if progress is not None and (n % 200 == 0 or n == len(targets)):
-            progress(n, len(targets))
-    findings.sort(key=lambda f: (f.target.image_ref, f.target.bom_ref, f.id))
+        if progress is not None and (n % 200 == 0 or n == len(ordered)):
+            progress(n, len(ordered))
     return findings, sorted(set(notes))

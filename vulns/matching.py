@@ -91,16 +91,68 @@ def in_range(installed: str, kind: str, entry: Range) -> Match | None:
     return Match(fix)
 
 
-def match(installed: str, kind: str, affected: Affected) -> tuple[Match | None, list[str]]:
+def _in_ranks(v: int, entry: Range, ranks: dict[str, int]) -> Match | None:
+    """`in_range` for a version whose place among the range's versions is known: `v` and the events
+    as numbers (`Order.position`: twice a version's rank, odd between two ranks), so no version is
+    compared again. The same walk as `in_range`."""
+    numbered = []
+    for name, version in entry.events:
+        if name == "introduced" and version == "0":
+            numbered.append((-2, name, version))
+        elif name == "limit" and version == "*":
+            numbered.append((1 << 62, name, version))
+        else:
+            numbered.append((2 * ranks[version], name, version))
+    limits = [n for n, name, _ in numbered if name == "limit"]
+    if limits and not any(v < n for n in limits):
+        return None
+    ordered = sorted((e for e in numbered if e[1] != "limit"), key=lambda e: e[0])
+    affected = False
+    rest: list[tuple[int, str, str]] = []
+    for n, (number, name, _) in enumerate(ordered):
+        if name == "last_affected":
+            if number < v:
+                affected = False
+                continue
+            rest = ordered[n:]
+            break
+        if v < number:
+            rest = ordered[n:]
+            break
+        affected = name == "introduced"
+    if not affected:
+        return None
+    return Match(next((version for _, name, version in rest if name == "fixed"), None))
+
+
+def match(
+    installed: str,
+    kind: str,
+    affected: Affected,
+    ranks: dict[str, int] | None = None,
+    position: int | None = None,
+) -> tuple[Match | None, list[str]]:
     """Is `installed` affected (by any range or the versions list)? With notes on ranges that could
-    not be evaluated (a version the ecosystem's order cannot read)."""
+    not be evaluated (a version the ecosystem's order cannot read).
+
+    `ranks` / `position`: the index's order of the package's versions and the place of `installed`
+    in it; ECOSYSTEM ranges whose versions it holds are evaluated by number.
+    """
     notes: list[str] = []
     found: list[Match] = []
     for entry in affected.ranges:
         if entry.type == "GIT":
             continue
         try:
-            hit = in_range(installed, kind, entry)
+            if (
+                ranks is not None
+                and position is not None
+                and entry.type == "ECOSYSTEM"
+                and all(v in ranks or v in ("0", "*") for _, v in entry.events)
+            ):
+                hit = _in_ranks(position, entry, ranks)
+            else:
+                hit = in_range(installed, kind, entry)
         except VersionError as err:
             notes.append(f"{affected.ecosystem}/{affected.name}: a {entry.type} range not evaluated: {err}")
             continue
