@@ -331,9 +331,9 @@ def _entry(text: str) -> osv.Affected:
     return osv.Affected(
         ecosystem,
         name,
-        tuple(osv.Range(kind, tuple((e[0], e[1]) for e in events)) for kind, events in ranges),
+        tuple(osv.Range(kind, tuple(map(tuple, events))) for kind, events in ranges),
         tuple(versions),
-        tuple((t, v) for t, v in severity),
+        tuple(map(tuple, severity)),
     )
 
 

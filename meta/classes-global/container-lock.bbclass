@@ -89,3 +89,29 @@ python container_lock_sbom() {
     containerlock.recipe_lock.write_recorded(d)
     containerlock.build_sbom.write_sbom(e, d)
 }
+
+# sstate: the payload of a loader recipe (do_install_fetched_containers) is needed only to
+# build its .deb (do_dpkg_build) and its manifest (do_deploy_container_manifest). When both come
+# from sstate, its own object is not restored (nor downloaded from SSTATE_MIRRORS): sstate's
+# BB_SETSCENE_DEPVALID function would restore it (its default for tasks it does not know).
+# Set once the whole configuration (with sstate's own setting) is parsed.
+addhandler container_lock_setscene_config
+container_lock_setscene_config[eventmask] = "bb.event.ConfigParsed"
+python container_lock_setscene_config() {
+    current = e.data.getVar('BB_SETSCENE_DEPVALID')
+    if current and current != 'container_lock_setscene_depvalid':
+        e.data.setVar('CONTAINER_LOCK_SETSCENE_DEPVALID_NEXT', current)
+        e.data.setVar('BB_SETSCENE_DEPVALID', 'container_lock_setscene_depvalid')
+}
+
+def container_lock_setscene_depvalid(task, taskdependees, notneeded, d, log=None):
+    pn, taskname = taskdependees[task][0], taskdependees[task][1]
+    if taskname == 'do_install_fetched_containers' and all(
+            dep == task or dep in notneeded
+            or (taskdependees[dep][0] == pn and taskdependees[dep][1] in ('do_dpkg_build', 'do_deploy_container_manifest'))
+            for dep in taskdependees):
+        return True
+    following = d.getVar('CONTAINER_LOCK_SETSCENE_DEPVALID_NEXT')
+    return bb.utils.better_eval(following + '(task, taskdependees, notneeded, d, log)',
+                                {'task': task, 'taskdependees': taskdependees, 'notneeded': notneeded,
+                                 'd': d, 'log': log})

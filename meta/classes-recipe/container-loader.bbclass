@@ -76,6 +76,31 @@ do_install() {
         ${CONTAINER_UNPACK_ROOT}/container-loader.service.in > ${WORKDIR}/container-loader.service
 }
 
+# Shared state (sstate, SSTATE_MIRRORS) of the loader's own tasks, so that a build whose
+# .deb comes from sstate needs neither the images nor the registry (docs/mirrors.md,
+# "Build farms"). Each task writes into a staging directory of its own under ${WORKDIR};
+# sstate packs it and installs it where the next task reads it:
+# - do_install_fetched_containers: the payload (usr/share/${BPN}/images, image.list) into
+#   ${D}, the build manifest (with the inventory) into ${WORKDIR};
+# - do_deploy_container_manifest: ${PN}.json into ${CONTAINER_LOCK_DEPLOY_DIR}, which the
+#   end-of-build SBOM reads.
+# With every sstate task of a recipe matched, nothing of it is fetched or packaged; with hash
+# equivalence (BB_HASHSERVE), a payload of the same bytes lets the .deb be reused.
+CONTAINER_PAYLOAD_STAGE = "${WORKDIR}/container-payload"
+CONTAINER_MANIFEST_STAGE = "${WORKDIR}/container-lock-manifest-stage"
+CONTAINER_DEPLOY_STAGE = "${WORKDIR}/container-lock-deploy"
+SSTATETASKS += "do_install_fetched_containers do_deploy_container_manifest"
+# Isar's dpkg-base adds the recipe's .deb to *every* sstate object of the recipe and moves it
+# back into ${WORKDIR} when one is installed: in these two tasks' objects it would be a copy
+# of an older .deb (restored over the current one) and would make their output hashes differ
+# by whether a .deb happened to be there.
+SSTATECREATEFUNCS:remove:task-install-fetched-containers = "dpkg_build_sstate_prepare"
+SSTATEPOSTINSTFUNCS:remove:task-install-fetched-containers = "dpkg_build_sstate_finalize"
+SSTATEPOSTINSTFUNCS:remove:task-install-fetched-containers-setscene = "dpkg_build_sstate_finalize"
+SSTATECREATEFUNCS:remove:task-deploy-container-manifest = "dpkg_build_sstate_prepare"
+SSTATEPOSTINSTFUNCS:remove:task-deploy-container-manifest = "dpkg_build_sstate_finalize"
+SSTATEPOSTINSTFUNCS:remove:task-deploy-container-manifest-setscene = "dpkg_build_sstate_finalize"
+
 python do_install_fetched_containers() {
     from pathlib import Path
     import containerlock.package as pkg
@@ -84,6 +109,9 @@ python do_install_fetched_containers() {
 
     urls = [u for u in (d.getVar('SRC_URI') or '').split() if u.startswith('docker://')]
     unpack_root = Path(d.getVar('CONTAINER_UNPACK_ROOT')) / layout.UNPACK_DIR
+    # What an older build left outside of sstate's records would clash with sstate's install.
+    (Path(d.getVar('D')) / 'usr' / 'share' / d.getVar('BPN') / 'image.list').unlink(missing_ok=True)
+    (Path(d.getVar('WORKDIR')) / 'container-lock-manifest.json').unlink(missing_ok=True)
     try:
         payload = pkg.payload_from_spec(d.getVar('CONTAINER_PAYLOAD_SPEC'), d.getVar('CONTAINER_COMPRESSION_THREADS'))
         images = [pkg.load_unpacked(unpack_root / layout.dirname(parse_url(u))) for u in urls]
@@ -92,20 +120,54 @@ python do_install_fetched_containers() {
             version=d.getVar('CHANGELOG_V') or d.getVar('PV'), arch=d.getVar('DPKG_ARCH'),
             source_date_epoch=int(d.getVar('SOURCE_DATE_EPOCH') or 0))
         inventories = pkg.read_inventories(Path(d.getVar('WORKDIR')) / 'container-inventory.json')
-        manifest = pkg.install_payload(images, Path(d.getVar('D')), Path(d.getVar('WORKDIR')) / 'container-lock-tmp',
-                                       settings, inventories)
+        manifest = pkg.install_payload(images, Path(d.getVar('CONTAINER_PAYLOAD_STAGE')),
+                                       Path(d.getVar('WORKDIR')) / 'container-lock-tmp', settings, inventories)
     except pkg.PackagingError as err:
         bb.fatal(f"{d.getVar('PN')}: {err}")
-    pkg.write_manifest(manifest, Path(d.getVar('WORKDIR')) / 'container-lock-manifest.json')
+    pkg.write_manifest(manifest, Path(d.getVar('CONTAINER_MANIFEST_STAGE')) / 'container-lock-manifest.json')
     for image in manifest['images']:
         bb.note(f"packaged {image['reference']}:{image['tag']} ({image['platform']}) as {image['file']}")
+    container_loader_install_staged(d, 'do_install_fetched_containers')
 }
-do_install_fetched_containers[cleandirs] = "${D}/usr/share/${BPN}/images ${WORKDIR}/container-lock-tmp"
+do_install_fetched_containers[cleandirs] = "${CONTAINER_PAYLOAD_STAGE} ${CONTAINER_MANIFEST_STAGE} \
+    ${D}/usr/share/${BPN}/images ${WORKDIR}/container-lock-tmp"
+do_install_fetched_containers[sstate-inputdirs] = "${CONTAINER_PAYLOAD_STAGE} ${CONTAINER_MANIFEST_STAGE}"
+do_install_fetched_containers[sstate-outputdirs] = "${D} ${WORKDIR}"
 do_install_fetched_containers[vardeps] += "CONTAINER_INVENTORY"
 # The packaging code is part of the task: a layer whose modules the task runs (the import
 # closure of what it imports) changed repackages.
 do_install_fetched_containers[file-checksums] += "${@container_lock_code_checksums(d, 'do_install_fetched_containers')}"
 addtask install_fetched_containers after do_install before do_prepare_build
+
+python do_install_fetched_containers_setscene() {
+    sstate_setscene(d)
+}
+addtask do_install_fetched_containers_setscene
+
+# do_install cleans ${D} (dpkg-raw's [cleandirs]), but it may run after the payload was
+# restored from sstate into it (a .deb to rebuild, the payload's own sstate matched): it
+# keeps what do_install_fetched_containers owns and removes everything else.
+do_install[cleandirs] = ""
+do_install[prefuncs] += "container_loader_clean_install_dir"
+python container_loader_clean_install_dir() {
+    import shutil
+    from pathlib import Path
+    root = Path(d.getVar('D'))
+    share = root / 'usr' / 'share' / d.getVar('BPN')
+    keep = {share / 'images', share / 'image.list'}
+    def clean(path):
+        for entry in path.iterdir() if path.is_dir() and not path.is_symlink() else ():
+            if entry in keep:
+                continue
+            if any(k.is_relative_to(entry) for k in keep) and entry.is_dir() and not entry.is_symlink():
+                clean(entry)
+            elif entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    clean(root)
+    root.mkdir(parents=True, exist_ok=True)
+}
 
 # "1": list the packages inside each image (dpkg, apk, rpm, Python, os-release) for
 # the SBOM, read from the unpacked layers. Its signature depends on the images'
@@ -149,12 +211,47 @@ do_container_inventory[file-checksums] += "${@container_lock_code_checksums(d, '
 addtask container_inventory after do_unpack before do_install_fetched_containers
 
 python do_deploy_container_manifest() {
+    import os
     import shutil
-    dest = d.getVar('CONTAINER_LOCK_DEPLOY_DIR')
-    shutil.copyfile(d.getVar('WORKDIR') + '/container-lock-manifest.json', dest + '/' + d.getVar('PN') + '.json')
+    name = d.getVar('PN') + '.json'
+    # A manifest an older build deployed outside of sstate's records would clash with it.
+    if os.path.isfile(os.path.join(d.getVar('CONTAINER_LOCK_DEPLOY_DIR'), name)):
+        os.unlink(os.path.join(d.getVar('CONTAINER_LOCK_DEPLOY_DIR'), name))
+    shutil.copyfile(d.getVar('WORKDIR') + '/container-lock-manifest.json',
+                    os.path.join(d.getVar('CONTAINER_DEPLOY_STAGE'), name))
+    container_loader_install_staged(d, 'do_deploy_container_manifest')
 }
-do_deploy_container_manifest[dirs] = "${CONTAINER_LOCK_DEPLOY_DIR}"
+do_deploy_container_manifest[dirs] = "${CONTAINER_DEPLOY_STAGE}"
+do_deploy_container_manifest[cleandirs] = "${CONTAINER_DEPLOY_STAGE}"
+do_deploy_container_manifest[sstate-inputdirs] = "${CONTAINER_DEPLOY_STAGE}"
+do_deploy_container_manifest[sstate-outputdirs] = "${CONTAINER_LOCK_DEPLOY_DIR}"
 addtask deploy_container_manifest after do_install_fetched_containers before do_build
+
+python do_deploy_container_manifest_setscene() {
+    sstate_setscene(d)
+}
+addtask do_deploy_container_manifest_setscene
+
+# Without sstate (a BitBake setup that does not inherit it), a task installs its staged
+# outputs itself where sstate would put them.
+def container_loader_install_staged(d, task):
+    import os
+    import shutil
+    if bb.data.inherits_class('sstate', d):
+        return
+    pairs = zip((d.getVarFlag(task, 'sstate-inputdirs') or '').split(),
+                (d.getVarFlag(task, 'sstate-outputdirs') or '').split())
+    for source, dest in pairs:
+        for top, _, files in os.walk(source):
+            target = os.path.join(dest, os.path.relpath(top, source))
+            os.makedirs(target, exist_ok=True)
+            for name in files:
+                if os.path.lexists(os.path.join(target, name)):
+                    os.unlink(os.path.join(target, name))
+                try:
+                    os.link(os.path.join(top, name), os.path.join(target, name))
+                except OSError:
+                    shutil.copy2(os.path.join(top, name), os.path.join(target, name))
 
 do_prepare_build:append() {
     install -m 644 ${WORKDIR}/container-loader.service ${S}/debian/${BPN}.service
