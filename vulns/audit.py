@@ -13,6 +13,7 @@ from . import report, targets, vex
 from .db import Index, Snapshot
 from .findings import Finding
 from .gate import Gate
+from .memory import no_cycle_collection
 from .vex import Triage
 
 
@@ -71,21 +72,24 @@ def sbom_text(result: Result, doc: dict[str, Any], validated: bool = False) -> s
     from sbom import schema
     from sbom.output import dumps
 
-    report.add_to_sbom(doc, result.snapshot, result.findings)
-    if validated:
-        fields = ("bomFormat", "specVersion", "metadata", "vulnerabilities")
-        error = schema.validate({k: doc[k] for k in fields if k in doc})
-    else:
-        error = schema.validate(doc)
+    with no_cycle_collection():
+        report.add_to_sbom(doc, result.snapshot, result.findings)
+        if validated:
+            fields = ("bomFormat", "specVersion", "metadata", "vulnerabilities")
+            error = schema.validate({k: doc[k] for k in fields if k in doc})
+        else:
+            error = schema.validate(doc)
     if error is not None:
         raise SbomOutputError(
             f"the document does not validate against CycloneDX 1.6: {error}; nothing written"
         )
-    return dumps(doc) + "\n"
+    with no_cycle_collection():
+        return dumps(doc) + "\n"
 
 
 def with_findings(text: str, db_path: Path, vex_paths: Sequence[Path] = ()) -> str:
     """The SBOM text of `container-lock sbom` with the findings of the index at `db_path` added."""
-    doc = json.loads(text)
-    result = run(db_path, vex_paths=vex_paths, document=doc)
-    return sbom_text(result, doc, validated=True)
+    with no_cycle_collection():
+        doc = json.loads(text)
+        result = run(db_path, vex_paths=vex_paths, document=doc)
+        return sbom_text(result, doc, validated=True)

@@ -10,6 +10,7 @@ from . import severity as severities
 from .db import Index
 from .ecosystems import Lookup, lookup
 from .matching import match
+from .memory import no_cycle_collection
 from .osv import Record
 from .severity import Rating
 from .targets import Target
@@ -204,7 +205,17 @@ def of_target(
 def audit(
     index: Index, targets: Sequence[Target], progress: Callable[[int, int], None] | None = None
 ) -> tuple[list[Finding], list[str]]:
-    """Every finding of every target (sorted by image, package, id) and notes on what was not evaluated."""
+    """Every finding of every target (sorted by image, package, id) and notes on what was not evaluated.
+
+    The cyclic garbage collector is off meanwhile (`memory.no_cycle_collection`).
+    """
+    with no_cycle_collection():
+        return _audit(index, targets, progress)
+
+
+def _audit(
+    index: Index, targets: Sequence[Target], progress: Callable[[int, int], None] | None
+) -> tuple[list[Finding], list[str]]:
     notes: list[str] = []
     findings: list[Finding] = []
     seen: dict[Lookup, list[Vulnerability]] = {}
