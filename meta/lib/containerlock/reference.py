@@ -80,7 +80,9 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
         raise InvalidReference(f"'{url}' is not a URL; write docker://host[:port]/path;tag=…")
     scheme, rest = url.split("://", 1)
     if scheme != SCHEME:
-        raise InvalidReference(f"'{url}': scheme '{scheme}' is not '{SCHEME}'")
+        raise InvalidReference(
+            f"'{url}': scheme '{scheme}' is not '{SCHEME}'; write {SCHEME}://host[:port]/path"
+        )
     location, _, paramstr = rest.partition(";")
     params: dict[str, str] = {}
     for item in filter(None, paramstr.split(";")):
@@ -88,7 +90,7 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
         if not sep:
             raise InvalidParameter(f"parameter '{item}' has no value; write {item}=…")
         if key in params:
-            raise InvalidParameter(f"parameter '{key}' is given twice")
+            raise InvalidParameter(f"parameter '{key}' is given twice; write each parameter once")
         params[key] = value
     return location, params
 
@@ -118,7 +120,9 @@ def _normalise_name(location: str) -> tuple[str, str]:
         )
     for component in path.split("/"):
         if component in ("", ".", ".."):
-            raise InvalidReference(f"repository '{path}' has an empty, '.' or '..' segment")
+            raise InvalidReference(
+                f"repository '{path}' has an empty, '.' or '..' segment; write host[:port]/path/of/image"
+            )
         if not _PATH_COMPONENT.match(component):
             hint = " (repository names are lower-case)" if component.lower() != component else ""
             raise InvalidReference(
