@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from containerlock import lockfile
-from containerlock.reference import InvalidReference
+from containerlock.lock import lockfile
+from containerlock.oci.reference import InvalidReference
 
 from .exits import fail
 from .scan import Found, ScanError, scan
 
 if TYPE_CHECKING:
-    from containerlock.policy import Policy
+    from containerlock.lock.policy import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_LOCKFILE = Path("container-lock.json")
@@ -108,7 +108,7 @@ def scan_paths(paths: tuple[Path, ...], defines: tuple[str, ...]) -> list[Found]
 
 def load_policy(spec: str) -> Policy:
     """A built-in policy or a policy file; exit 2 if it cannot be used."""
-    from containerlock.policy import PolicyError, load
+    from containerlock.lock.policy import PolicyError, load
 
     try:
         return load(spec)

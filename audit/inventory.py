@@ -7,11 +7,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from containerlock import inventory
-from containerlock.inventory import Inventory
-from containerlock.platform import Platform
-from containerlock.reference import ImageReference, InvalidReference, parse_url
-from containerlock.skopeo import RegistryError, Skopeo, run_subprocess
+from containerlock.contents import inventory
+from containerlock.contents.inventory import Inventory
+from containerlock.fetch.skopeo import RegistryError, Skopeo, run_subprocess
+from containerlock.oci.platform import Platform
+from containerlock.oci.reference import ImageReference, InvalidReference, parse_url
 
 # Text that names a file rather than an image: checked before any registry work.
 PATH_PREFIXES = ("./", "../", "/", "~")

@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from containerlock import manifest as mf
+from containerlock.fetch.skopeo import RegistryError, Skopeo, run_subprocess
 from containerlock.files import sha256_digest
-from containerlock.image import index_platforms
-from containerlock.lockfile import LockEntry
-from containerlock.platform import Platform
-from containerlock.reference import ImageReference
-from containerlock.skopeo import RegistryError, Skopeo, run_subprocess
+from containerlock.lock.lockfile import LockEntry
+from containerlock.oci import manifest as mf
+from containerlock.oci.image import index_platforms
+from containerlock.oci.platform import Platform
+from containerlock.oci.reference import ImageReference
 
 from .registry_api import Session, Unsupported
 

@@ -33,8 +33,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from containerlock.registry_errors import explain, is_transient
-from containerlock.skopeo import RegistryError
+from containerlock.fetch.registry_errors import explain, is_transient
+from containerlock.fetch.skopeo import RegistryError
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST_TYPES = ", ".join(

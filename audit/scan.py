@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from containerlock.reference import ImageReference, InvalidReference, parse_url
+from containerlock.oci.reference import ImageReference, InvalidReference, parse_url
 
 RECIPE_SUFFIXES = (".bb", ".bbappend", ".inc")
 CONF_SUFFIXES = (".conf",)

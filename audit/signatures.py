@@ -33,9 +33,9 @@ from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity, OIDCIssuer
 
+from containerlock.fetch.skopeo import RegistryError, Skopeo, run_subprocess
 from containerlock.files import sha256_digest
-from containerlock.policy import Signer
-from containerlock.skopeo import RegistryError, Skopeo, run_subprocess
+from containerlock.lock.policy import Signer
 
 from . import registry_api
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from containerlock import lockfile
-from containerlock.lockfile import Lock, LockEntry
-from containerlock.reference import ImageReference
+from containerlock.lock import lockfile
+from containerlock.lock.lockfile import Lock, LockEntry
+from containerlock.oci.reference import ImageReference
 
 from .registry import resolve_all
 from .scan import Found

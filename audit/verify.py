@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from containerlock import lockfile
-from containerlock.lockfile import Lock, LockEntry
-from containerlock.policy import Policy
-from containerlock.skopeo import RegistryError
+from containerlock.fetch.skopeo import RegistryError
+from containerlock.lock import lockfile
+from containerlock.lock.lockfile import Lock, LockEntry
+from containerlock.lock.policy import Policy
 
 from .scan import Found
 from .signatures import FAILURES, Evidence, find_and_verify

@@ -62,7 +62,7 @@ def _own(frame: FrameType | None) -> str | None:
     if frame is None:
         return None
     path = Path(frame.f_code.co_filename)
-    return path.name if path.parent == PACKAGE else None
+    return path.relative_to(PACKAGE).as_posix() if PACKAGE in path.parents else None
 
 
 def _accessor(frame: FrameType) -> bool:
@@ -137,7 +137,7 @@ class _Tracer:
 @contextmanager
 def traced_download() -> Iterator[list[_Tracer]]:
     """While active, each `DockerRegistryFetcher.download` call appends its tracer to the list."""
-    from containerlock.fetcher import DockerRegistryFetcher
+    from containerlock.fetch.fetcher import DockerRegistryFetcher
 
     original = DockerRegistryFetcher.download
     tracers: list[_Tracer] = []

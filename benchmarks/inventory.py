@@ -2,7 +2,7 @@
 
 Two images as OCI layouts on disk (no registry): the ~100 MB compressible one (three
 gzip layers) and a real Debian bookworm minbase root file system (mmdebstrap, one gzip
-layer). Prints, for each, the median time of `containerlock.inventory.of_layers` and of
+layer). Prints, for each, the median time of `containerlock.contents.inventory.of_layers` and of
 `zcat <layer> | tar t` over all layers, and their ratio (goal ≤ 1.2).
 
 Then a large synthetic image at 1×/10×/100× (`--scales`): a base layer with a dpkg
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import machine, median_of
-from containerlock import inventory, layers
+from containerlock.contents import inventory, layer_stack
 from tests.harness.images import Layout, base_files, compressible_files, tar_bytes
 from tests.harness.pkgdbs import dpkg_status, python_metadata
 from tests.harness.rootfs import debian_minbase
@@ -89,8 +89,8 @@ def synthetic_layers(workdir: Path, scale: int) -> tuple[list[tuple[str, Path]],
     return found, 2 * packages + pythons + others + whiteouts
 
 
-def _whiteout_by_whiteout(files: dict[str, layers.FileEntry], changes: layers.LayerChanges) -> None:
-    """The previous `layers.apply`: every tracked file scanned once per whiteout."""
+def _whiteout_by_whiteout(files: dict[str, layer_stack.FileEntry], changes: layer_stack.LayerChanges) -> None:
+    """The previous `layer_stack.apply`: every tracked file scanned once per whiteout."""
     for directory in changes.opaque:
         prefix = f"{directory}/" if directory else ""
         for path in [p for p in files if p.startswith(prefix)]:
@@ -103,16 +103,16 @@ def _whiteout_by_whiteout(files: dict[str, layers.FileEntry], changes: layers.La
 
 def synthetic(workdir: Path, scales: list[int], runs: int) -> None:
     print("large synthetic image (2 uncompressed layers): scale, items, packages found, time, per item")
-    linear = layers.apply
+    linear = layer_stack.apply
     for scale in scales:
         blobs, items = synthetic_layers(workdir, scale)
         ours = median_of(lambda _, b=blobs: timed_inventory(b)[0], runs)  # type: ignore[misc]
         found = timed_inventory(blobs)[1]
-        layers.apply = _whiteout_by_whiteout  # type: ignore[assignment]
+        layer_stack.apply = _whiteout_by_whiteout  # type: ignore[assignment]
         try:
             before = timed_inventory(blobs)[0]
         finally:
-            layers.apply = linear  # type: ignore[assignment]
+            layer_stack.apply = linear  # type: ignore[assignment]
         print(
             f"{scale:>4}x {items:>7} items {found:>5} packages: "
             f"{ours:.2f} s = {ours / items * 1e6:.1f} µs/item "

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine
-from containerlock.inventory import INVENTORY_VERSION
-from containerlock.package import MANIFEST_VERSION
-from containerlock.record import RECORD_VERSION
+from containerlock.contents.inventory import INVENTORY_VERSION
+from containerlock.oci.record import RECORD_VERSION
+from containerlock.payload.archive import MANIFEST_VERSION
 
 PER_PACKAGE = 10  # images per loader-package manifest
 LICENSES = ("GPL-2.0-or-later", "LGPL-2.1-or-later", "MIT", "BSD-3-Clause", "Apache-2.0", "public-domain")

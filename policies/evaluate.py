@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from containerlock.lockfile import Lock
-from containerlock.policy import Policy
-from containerlock.reference import ImageReference
+from containerlock.lock.lockfile import Lock
+from containerlock.lock.policy import Policy
+from containerlock.oci.reference import ImageReference
 
 
 class Reference(Protocol):

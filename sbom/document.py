@@ -20,8 +20,8 @@ from cyclonedx.model.tool import ToolRepository
 from cyclonedx.schema.schema import SchemaVersion1Dot6
 from packageurl import PackageURL
 
-from containerlock.lockfile import Lock
-from containerlock.pkgdb import Package
+from containerlock.contents.package_db import Package
+from containerlock.lock.lockfile import Lock
 from containerlock.version import tool_version
 
 from .manifests import ImageFacts, PackageManifest

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from containerlock import lockfile
+from containerlock.lock import lockfile
 
 from . import document, manifests, output
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from containerlock.inventory import Inventory, InventoryError
-from containerlock.manifest import Descriptor
-from containerlock.package import MANIFEST_VERSION
-from containerlock.record import ImageRecord, RecordError
+from containerlock.contents.inventory import Inventory, InventoryError
+from containerlock.oci.manifest import Descriptor
+from containerlock.oci.record import ImageRecord, RecordError
+from containerlock.payload.archive import MANIFEST_VERSION
 
 
 class BuildManifestError(ValueError):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from packageurl import PackageURL
 
-from containerlock.pkgdb import Package
+from containerlock.contents.package_db import Package
 
 
 class OciPurl(PackageURL):

@@ -126,7 +126,7 @@ def documented_bitbake_modules(text: str) -> set[str]:
     """The layer modules docs/architecture.md says use `bb` ("(standard library; `a`, `b` also use `bb`)")."""
     found = re.search(r"\(standard library;(?P<names>[^)]*?)\s+also\s+uses?\s+`bb`\)", text)
     assert found, "docs/architecture.md no longer says which layer modules use `bb`"
-    return {f"containerlock.{name}" for name in re.findall(r"`(\w+)`", found["names"])}
+    return {f"containerlock.{name}" for name in re.findall(r"`([\w.]+)`", found["names"])}
 
 
 def bitbake_modules() -> set[str]:
@@ -145,10 +145,34 @@ def test_architecture_doc_names_the_modules_that_import_bitbake() -> None:
     assert documented == bitbake_modules()
 
 
+def test_the_library_stages_import_one_way() -> None:
+    """The stages (the layer's subpackages) import each other without a cycle (docs/architecture.md)."""
+    edges: dict[str, set[str]] = {}
+    for source, targets in first_party_edges().items():
+        parts = source.split(".")
+        if parts[0] != "containerlock" or len(parts) < 3:
+            continue  # `files`, `version` and the package itself are shared by every stage
+        for target in targets:
+            other = target.split(".")
+            if other[0] == "containerlock" and len(other) >= 3 and other[1] != parts[1]:
+                edges.setdefault(parts[1], set()).add(other[1])
+
+    def reaches(start: str, goal: str, seen: frozenset[str]) -> bool:
+        nexts = edges.get(start, set())
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in nexts)
+
+    cycles = sorted(f"{a} ⇄ {b}" for a, ends in edges.items() for b in ends if reaches(b, a, frozenset()))
+    assert cycles == []
+
+
 @pytest.mark.parametrize(
     ("source", "line", "finding"),
     [
-        ("containerlock.fetcher", "from sbom import generate", "containerlock.fetcher imports sbom.generate"),
+        (
+            "containerlock.fetch.fetcher",
+            "from sbom import generate",
+            "containerlock.fetch.fetcher imports sbom.generate",
+        ),
         ("sbom.document", "import audit.cli", "sbom.document imports audit.cli"),
         ("policies.evaluate", "from ..audit import scan", "policies.evaluate imports audit.scan"),
     ],
@@ -175,7 +199,7 @@ def test_the_command_imports_heavy_packages_only_where_used() -> None:
     heavy = (
         "rich",
         "policies.evaluate",
-        "containerlock.policy",
+        "containerlock.lock.policy",
         "importlib.metadata",
         "cyclonedx",
         "sigstore",

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from containerlock import lockfile, mirror
-from containerlock.lockfile import LockfileError
-from containerlock.platform import Platform, PlatformError
-from containerlock.policy import RULES, SEVERITIES, PolicyError, parse
-from containerlock.reference import InvalidReference, parse_url
-from containerlock.store import BlobStore
+from containerlock.fetch import mirror
+from containerlock.lock import lockfile
+from containerlock.lock.lockfile import LockfileError
+from containerlock.lock.policy import RULES, SEVERITIES, PolicyError, parse
+from containerlock.oci.platform import Platform, PlatformError
+from containerlock.oci.reference import InvalidReference, parse_url
+from containerlock.oci.store import BlobStore
 
 URL_ALPHABET = st.sampled_from([*list("abcAZ09.-_:/;=@[]%$ {}\\\n\t"), "..", "sha256:", "tag=", "digest="])
 # Every reference error tells the user what to write instead (or why the URL cannot be used).

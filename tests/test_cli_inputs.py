@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from containerlock import lockfile
-from containerlock.lockfile import Lock, LockEntry
-from containerlock.package import MANIFEST_VERSION
+from containerlock.lock import lockfile
+from containerlock.lock.lockfile import Lock, LockEntry
+from containerlock.payload.archive import MANIFEST_VERSION
 
 D1 = "sha256:" + "1" * 64
 UNREACHABLE = "127.0.0.1:9"  # discard port: nothing listens, connections are refused

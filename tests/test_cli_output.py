@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from containerlock.lockfile import Lock, LockEntry
+from containerlock.lock.lockfile import Lock, LockEntry
 
 ESCAPE = re.compile(r"\x1b\[")
 LONG_REPOSITORY = "team/a-repository-name-long-enough-to-overflow-any-eighty-column-table"

@@ -15,10 +15,10 @@ import bb.build
 import bb.fetch2
 import pytest
 
-from containerlock.fetcher import DockerRegistryFetcher
+from containerlock.fetch.fetcher import DockerRegistryFetcher
 from containerlock.files import file_digest
-from containerlock.layout import dirname as unpack_dirname
-from containerlock.reference import parse_url
+from containerlock.oci.layout import dirname as unpack_dirname
+from containerlock.oci.reference import parse_url
 from tests.harness.bitbake import BuildDir
 
 
@@ -304,7 +304,8 @@ def test_registered_ahead_of_another_docker_fetcher(build, image_factory) -> Non
         build.run(recipe(build, "order", docker_url(image, image.digest)), "do_fetch")
         kinds = [type(m) for m in bb.fetch2.methods]
         assert kinds.index(DockerRegistryFetcher) < kinds.index(UpstreamLike)
-        assert DockerRegistryFetcher.__module__ == "containerlock.fetcher"  # not Isar's container_fetcher
+        # not Isar's container_fetcher
+        assert DockerRegistryFetcher.__module__ == "containerlock.fetch.fetcher"
     finally:
         bb.fetch2.methods[:] = [m for m in bb.fetch2.methods if not isinstance(m, UpstreamLike)]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from containerlock import inventory, layers
-from containerlock.inventory import InventoryError
+from containerlock.contents import inventory, layer_stack
+from containerlock.contents.inventory import InventoryError
 from tests.harness.bitbake import PAYLOAD_TASKS
 from tests.harness.images import Link, gzip_bytes, tar_bytes
 from tests.harness.pkgdbs import apk_installed, dpkg_status, os_release, python_metadata, rpmdb_sqlite
@@ -250,7 +250,7 @@ class _CountingFiles(dict):
         return list(iter(self))
 
 
-def _naive_apply(files: dict, changes: layers.LayerChanges) -> None:
+def _naive_apply(files: dict, changes: layer_stack.LayerChanges) -> None:
     """The whiteout rules written out directly (each whiteout against each file)."""
     for directory in changes.opaque:
         prefix = f"{directory}/" if directory else ""
@@ -264,12 +264,12 @@ def _naive_apply(files: dict, changes: layers.LayerChanges) -> None:
 
 def test_whiteouts_look_at_each_tracked_file_once() -> None:
     """Many whiteouts over many tracked files: one pass over the files, not one per whiteout."""
-    entry = layers.FileEntry("sha256:0", b"")
+    entry = layer_stack.FileEntry("sha256:0", b"")
     paths = [f"usr/lib/python3/dist-packages/p{n}.dist-info/METADATA" for n in range(2000)]
     files = _CountingFiles(dict.fromkeys(paths, entry))
     removed = {f"usr/share/doc/d{n}" for n in range(2000)} | {"usr/lib/python3/dist-packages/p7.dist-info"}
     opaque = {f"opt/o{n}" for n in range(500)} | {"usr/lib/python3/dist-packages/p9.dist-info"}
-    layers.apply(files, layers.LayerChanges(removed, opaque, {}))
+    layer_stack.apply(files, layer_stack.LayerChanges(removed, opaque, {}))
     assert files.visited <= 2 * len(paths)  # the whiteout-by-whiteout scan visits 2 500 × 2 000
     assert set(files) == set(paths) - {paths[7], paths[9]}
 
@@ -280,15 +280,18 @@ def test_whiteouts_apply_as_written_out(seed: int) -> None:
     rng = random.Random(seed)
     names = ["a", "b", "c", "ab", "a.b"]
     tree = {"/".join(rng.choices(names, k=rng.randint(1, 4))) for _ in range(60)}
-    files = {p: layers.FileEntry("sha256:0", p.encode()) for p in tree}
+    files = {p: layer_stack.FileEntry("sha256:0", p.encode()) for p in tree}
     pick = sorted({"/".join(rng.choices(names, k=rng.randint(1, 3))) for _ in range(8)})
-    changes = layers.LayerChanges(
+    changes = layer_stack.LayerChanges(
         set(pick[:4]),
         set(pick[4:]) | ({""} if seed == 0 else set()),
-        {"b/new": layers.FileEntry("sha256:1", b"new"), pick[0]: layers.FileEntry("sha256:1", b"again")},
+        {
+            "b/new": layer_stack.FileEntry("sha256:1", b"new"),
+            pick[0]: layer_stack.FileEntry("sha256:1", b"again"),
+        },
     )
     ours, written_out = dict(files), dict(files)
-    layers.apply(ours, changes)
+    layer_stack.apply(ours, changes)
     _naive_apply(written_out, changes)
     assert ours == written_out
 

@@ -124,7 +124,7 @@ def test_only_the_chosen_algorithms_level_and_the_packaging_code_are_signed(buil
     build.set(CONTAINER_XZ_LEVEL="1", CONTAINER_GZIP_LEVEL="1")
     assert build.taskhashes(rec)["do_install_fetched_containers"] == zst
     checksums = build.parse(rec).getVarFlag("do_install_fetched_containers", "file-checksums")
-    assert "lib/containerlock/package.py" in checksums
+    assert "lib/containerlock/payload/archive.py" in checksums
 
 
 def test_thread_count_changes_neither_signature_nor_bytes(build, image_factory) -> None:

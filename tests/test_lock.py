@@ -14,8 +14,8 @@ import bb.event
 import bb.fetch2
 import pytest
 
-from containerlock import lockfile
-from containerlock.lockfile import Lock, LockEntry, LockfileError
+from containerlock.lock import lockfile
+from containerlock.lock.lockfile import Lock, LockEntry, LockfileError
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

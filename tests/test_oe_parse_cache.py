@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from containerlock import lockfile
+from containerlock.lock import lockfile
 from tests.harness.bbparse import parse_counts
 from tests.harness.oe import (
     BuildUser,

@@ -8,7 +8,7 @@ import re
 import bb.fetch2
 import pytest
 
-from containerlock.policy import PolicyError, load, parse
+from containerlock.lock.policy import PolicyError, load, parse
 
 BASE = "version = 1\n"
 

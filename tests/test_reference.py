@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from containerlock.platform import BuildArches, Platform, PlatformError, choose_platform, select_descriptor
-from containerlock.reference import InvalidReference, parse_url, redact
+from containerlock.oci.platform import (
+    BuildArches,
+    Platform,
+    PlatformError,
+    choose_platform,
+    select_descriptor,
+)
+from containerlock.oci.reference import InvalidReference, parse_url, redact
 
 DIGEST = "sha256:" + "ab" * 32
 

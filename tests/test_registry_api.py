@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from containerlock import lockfile
+from containerlock.lock import lockfile
 from tests.harness.containers_conf import registries_conf_text, write_registries_conf
 from tests.harness.images import ImageFactory
 from tests.harness.registry import Registry

@@ -13,7 +13,7 @@ import bb.event
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from containerlock.package import MANIFEST_VERSION
+from containerlock.payload.archive import MANIFEST_VERSION
 from tests.harness.bitbake import PAYLOAD_TASKS
 
 SBOM_TASKS = (*PAYLOAD_TASKS, "do_deploy_container_manifest")

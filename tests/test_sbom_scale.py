@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from containerlock.inventory import INVENTORY_VERSION
-from containerlock.lockfile import LOCK_VERSION
-from containerlock.package import MANIFEST_VERSION
-from containerlock.record import RECORD_VERSION
+from containerlock.contents.inventory import INVENTORY_VERSION
+from containerlock.lock.lockfile import LOCK_VERSION
+from containerlock.oci.record import RECORD_VERSION
+from containerlock.payload.archive import MANIFEST_VERSION
 from sbom import generate, schema
 from sbom.output import SbomError
 

@@ -12,7 +12,7 @@ import bb.fetch2
 import pytest
 
 from audit import registry_api
-from containerlock.skopeo import RegistryError
+from containerlock.fetch.skopeo import RegistryError
 from tests.harness.bitbake import PAYLOAD_TASKS, BuildDir
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.images import ImageFactory

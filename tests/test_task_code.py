@@ -6,7 +6,7 @@ change when a module it runs changes (or one a task before it runs: its output c
 must stay when any other module changes; the task's own file checksums change only for the
 modules it runs itself. "Runs" is judged by the standard library's
 `modulefinder`, which reads the compiled code of the task's body and of the modules, not by
-the layer's own import walker (containerlock/task_code.py).
+the layer's own import walker (containerlock/build_hooks/task_code.py).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 import bb.parse
 import pytest
 
-from containerlock import task_code
+from containerlock.build_hooks import task_code
 from tests.harness.bitbake import PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
 
 # The tasks that run the layer's code, and what each calls besides the imports in its body:
 # BitBake's do_fetch/do_unpack call the registered docker:// fetcher.
 CODE_TASKS = {
-    "do_fetch": ["containerlock.fetcher"],
-    "do_unpack": ["containerlock.fetcher"],
+    "do_fetch": ["containerlock.fetch.fetcher"],
+    "do_unpack": ["containerlock.fetch.fetcher"],
     "do_container_inventory": [],
     "do_install_fetched_containers": [],
 }
@@ -95,9 +95,14 @@ def test_each_module_a_task_runs_and_only_those_change_its_signature(layer_build
     expected = {task: set().union(*(own.get(t, set()) for t in upstream(d, task))) for task in CODE_TASKS}
     # The modules the issue names for packaging are among them (so the oracle is not empty).
     assert {p.stem for p in own["do_install_fetched_containers"]} >= {
-        "package", "layout", "reference", "image", "store", "registry_errors", "files", "record", "skopeo"
+        "archive", "layout", "reference", "image", "store", "registry_errors", "files", "record", "skopeo"
     }  # fmt: skip
-    assert {p.stem for p in own["do_container_inventory"]} >= {"inventory", "layers", "pkgdb", "layout"}
+    assert {p.stem for p in own["do_container_inventory"]} >= {
+        "inventory",
+        "layer_stack",
+        "package_db",
+        "layout",
+    }
     assert {p.stem for p in own["do_fetch"]} >= {"fetcher", "layout", "pull", "skopeo", "store"}
 
     before = build.taskhashes(recipe)
@@ -138,8 +143,8 @@ def test_a_module_the_task_starts_importing_joins_its_signature(layer_build) -> 
     version = package / "version.py"
     version.write_text(version.read_text() + "\n# changed\n")
     assert build.taskhashes(recipe)[task] == before
-    layout = package / "layout.py"
-    layout.write_text(layout.read_text() + "\n\ndef _later():\n    from . import version  # noqa: F401\n")
+    layout = package / "oci" / "layout.py"
+    layout.write_text(layout.read_text() + "\n\ndef _later():\n    from .. import version  # noqa: F401\n")
     grown = build.taskhashes(recipe)[task]
     assert grown != before
     version.write_text(version.read_text() + "\n# changed again\n")
@@ -154,7 +159,7 @@ def test_recipes_without_docker_urls_keep_their_fetch_signatures(layer_build) ->
     assert "containerlock" not in (d.getVarFlag("do_fetch", "file-checksums") or "")
     assert "containerlock" not in (d.getVarFlag("do_unpack", "file-checksums") or "")
     before = build.taskhashes(recipe)
-    fetcher = layer / "lib" / "containerlock" / "fetcher.py"
+    fetcher = layer / "lib" / "containerlock" / "fetch" / "fetcher.py"
     fetcher.write_text(fetcher.read_text() + "\n# changed\n")
     assert build.taskhashes(recipe) == before
 

@@ -11,7 +11,7 @@ import bb
 import bb.event
 import pytest
 
-from containerlock import lockfile
+from containerlock.lock import lockfile
 from tests.harness.oci_push import OCI_MANIFEST, attach_bundle, attach_legacy_signature
 from tests.harness.sigstore_fixture import COSIGN_SIGN_PREDICATE, KeyPairSigner, PrivateSigstore, tamper
 

@@ -720,7 +720,7 @@ class _Completed:
 
 def test_end_of_build_sbom_includes_the_findings_when_vulndb_is_set(world, tmp_path) -> None:
     """BuildCompleted runs `sbom --deploy-dir … --db ${CONTAINER_LOCK_VULNDB}`: the same bytes as the CLI."""
-    from containerlock import build_sbom
+    from containerlock.build_hooks import sbom as build_sbom
 
     deploy = tmp_path / "container-lock"
     deploy.mkdir()
@@ -743,7 +743,7 @@ def test_end_of_build_sbom_includes_the_findings_when_vulndb_is_set(world, tmp_p
 
 def test_dpkg_source_version_is_kept_where_it_differs() -> None:
     """`Source: util-linux (2.38.1-5+deb12u3)` (bsdutils has its own epoch): records use the source's."""
-    from containerlock import pkgdb
+    from containerlock.contents import package_db
     from vulns.ecosystems import lookup
 
     status = (
@@ -751,7 +751,7 @@ def test_dpkg_source_version_is_kept_where_it_differs() -> None:
         b"Architecture: amd64\nSource: util-linux (2.38.1-5+deb12u3)\n\n"
         b"Package: tar\nStatus: install ok installed\nVersion: 1.34+dfsg-1.2+b1\nArchitecture: amd64\n"
     )
-    bsdutils, tar = pkgdb.dpkg(status, "status")
+    bsdutils, tar = package_db.dpkg(status, "status")
     assert (bsdutils.source, bsdutils.source_version) == ("util-linux", "2.38.1-5+deb12u3")
     assert (tar.source, tar.source_version) == (None, None)
     found = lookup("deb", "bsdutils", bsdutils.version, "util-linux", "debian-12", None, "2.38.1-5+deb12u3")

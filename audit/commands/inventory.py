@@ -26,9 +26,9 @@ def inventory_command(source: str, platform_text: str | None, timeout: float, as
     dpkg (status and distroless status.d), apk, rpm (sqlite), Python distributions and
     os-release, each package with the layer that brought it.
     """
-    from containerlock.inventory import InventoryError
-    from containerlock.platform import Platform, PlatformError
-    from containerlock.skopeo import RegistryError
+    from containerlock.contents.inventory import InventoryError
+    from containerlock.fetch.skopeo import RegistryError
+    from containerlock.oci.platform import Platform, PlatformError
     from sbom.manifests import BuildManifestError
 
     from .. import inventory as listing

@@ -72,7 +72,7 @@ def sbom_command(
     Reads the build manifests (MANIFESTS, or --deploy-dir), validates the
     document against the schema, and refuses to write an invalid one.
     """
-    from containerlock import lockfile as lockfile_module
+    from containerlock.lock import lockfile as lockfile_module
     from sbom.generate import generate
     from sbom.manifests import BuildManifestError
     from sbom.output import SbomError, write

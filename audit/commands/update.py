@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from containerlock.reference import InvalidReference
+from containerlock.oci.reference import InvalidReference
 
 from .. import exits
 from ..exits import fail

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from containerlock.policy import Policy
+from containerlock.lock.policy import Policy
 from policies.evaluate import Finding
 
 from ..console import escape, out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from containerlock.inventory import Inventory
+from containerlock.contents.inventory import Inventory
 
 from ..console import err, escape, out
 from .tables import digest, table

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from containerlock.policy import Policy
+from containerlock.lock.policy import Policy
 
 from ..console import escape, out
 from ..verify import ACCEPTED, ImageVerdict

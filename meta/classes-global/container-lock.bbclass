@@ -19,8 +19,8 @@ def container_lock_import(d):
     lib = os.path.join(d.getVar('LAYERDIR_container-lock'), 'lib')
     if lib not in sys.path:
         sys.path.insert(0, lib)
-    import containerlock.fetcher
-    containerlock.fetcher.register()
+    import containerlock.fetch.fetcher
+    containerlock.fetch.fetcher.register()
     return lib
 
 CONTAINER_LOCK_LIB := "${@container_lock_import(d)}"
@@ -28,20 +28,20 @@ CONTAINER_LOCK_LIB[vardepvalue] = ""
 
 # The layer's code a task runs, for its [file-checksums]: the files of the modules its
 # python body imports (and of `modules`, space-separated), with everything they import in
-# turn (containerlock/task_code.py). A layer upgrade that changes any of them reruns the
+# turn (containerlock/build_hooks/task_code.py). A layer upgrade that changes any of them reruns the
 # task, and sstate does not serve the old output; a module the task does not run changes
 # nothing. Usage: TASK[file-checksums] += "${@container_lock_code_checksums(d, 'TASK')}"
 def container_lock_code_checksums(d, task, modules=''):
-    import containerlock.task_code
+    import containerlock.build_hooks.task_code
     code = (d.getVar(task, False) or '') if task and d.getVarFlag(task, 'python') else ''
-    return containerlock.task_code.file_checksums(d.getVar('CONTAINER_LOCK_LIB'), code, modules.split())
+    return containerlock.build_hooks.task_code.file_checksums(d.getVar('CONTAINER_LOCK_LIB'), code, modules.split())
 
-# do_fetch and do_unpack run the docker:// fetcher (containerlock.fetcher, registered above)
+# do_fetch and do_unpack run the docker:// fetcher (containerlock.fetch.fetcher, registered above)
 # in recipes with docker:// URLs, and only there.
 def container_lock_fetcher_checksums(d):
     if not any(u.startswith('docker://') for u in (d.getVar('SRC_URI') or '').split()):
         return ''
-    return container_lock_code_checksums(d, None, 'containerlock.fetcher')
+    return container_lock_code_checksums(d, None, 'containerlock.fetch.fetcher')
 
 do_fetch[file-checksums] += "${@container_lock_fetcher_checksums(d)}"
 do_unpack[file-checksums] += "${@container_lock_fetcher_checksums(d)}"
@@ -61,33 +61,33 @@ CONTAINER_LOCK_SBOM_CLI ?= "container-lock"
 CONTAINER_LOCK_VULNDB ??= ""
 
 python () {
-    import containerlock.recipe_lock
-    containerlock.recipe_lock.apply(d)
+    import containerlock.lock.recipe
+    containerlock.lock.recipe.apply(d)
 }
 
 addhandler container_lock_record
 container_lock_record[eventmask] = "bb.fetch2.MissingChecksumEvent"
 python container_lock_record() {
-    import containerlock.recipe_lock
-    containerlock.recipe_lock.record_event(e, d)
+    import containerlock.lock.recipe
+    containerlock.lock.recipe.record_event(e, d)
 }
 
 # Fired once the build's task graph is known, before any task runs.
 addhandler container_lock_strict
 container_lock_strict[eventmask] = "bb.event.DepTreeGenerated"
 python container_lock_strict() {
-    import containerlock.recipe_lock
-    containerlock.recipe_lock.check_strict(e.data, e._depgraph)
+    import containerlock.lock.recipe
+    containerlock.lock.recipe.check_strict(e.data, e._depgraph)
 }
 
 # At the end of the build: the digests it resolved into the lockfile, then the SBOM.
 addhandler container_lock_sbom
 container_lock_sbom[eventmask] = "bb.event.BuildCompleted"
 python container_lock_sbom() {
-    import containerlock.build_sbom
-    import containerlock.recipe_lock
-    containerlock.recipe_lock.write_recorded(d)
-    containerlock.build_sbom.write_sbom(e, d)
+    import containerlock.build_hooks.sbom
+    import containerlock.lock.recipe
+    containerlock.lock.recipe.write_recorded(d)
+    containerlock.build_hooks.sbom.write_sbom(e, d)
 }
 
 # sstate: the payload of a loader recipe (do_install_fetched_containers) is needed only to

@@ -45,7 +45,7 @@ SRC_URI += "file://container-loader.sh.in file://container-loader.service.in"
 # Runtime dependencies: the engine and the decompressor the loader or the engine calls,
 # merged into whatever DEBIAN_DEPENDS the recipe sets (a comma-separated list).
 python () {
-    import containerlock.package as pkg
+    import containerlock.payload.archive as pkg
     kind = (d.getVar('CONTAINER_COMPRESSION') or 'zst').strip()
     payload = (d.getVar('CONTAINER_PAYLOAD') or 'layers').strip()
     if d.getVar('CONTAINER_COMPRESSION_LEVEL') is None:
@@ -103,9 +103,9 @@ SSTATEPOSTINSTFUNCS:remove:task-deploy-container-manifest-setscene = "dpkg_build
 
 python do_install_fetched_containers() {
     from pathlib import Path
-    import containerlock.package as pkg
-    from containerlock import layout
-    from containerlock.reference import parse_url
+    import containerlock.payload.archive as pkg
+    from containerlock.oci import layout
+    from containerlock.oci.reference import parse_url
 
     urls = [u for u in (d.getVar('SRC_URI') or '').split() if u.startswith('docker://')]
     unpack_root = Path(d.getVar('CONTAINER_UNPACK_ROOT')) / layout.UNPACK_DIR
@@ -178,9 +178,10 @@ CONTAINER_IMAGE_DIGESTS = "${@' '.join(sorted(u.partition(';digest=')[2].split('
 python do_container_inventory() {
     import json
     from pathlib import Path
-    from containerlock import inventory, layout
+    from containerlock.contents import inventory
+    from containerlock.oci import layout
     from containerlock.files import atomic_write
-    from containerlock.reference import parse_url
+    from containerlock.oci.reference import parse_url
 
     out = Path(d.getVar('WORKDIR')) / 'container-inventory.json'
     if d.getVar('CONTAINER_INVENTORY') != '1':

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from containerlock import lockfile
+from containerlock.lock import lockfile
 from tests.harness.bitbake import BuildDir
 from tests.harness.killing import store_problems
 

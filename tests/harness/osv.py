@@ -11,9 +11,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from containerlock.inventory import INVENTORY_VERSION
-from containerlock.package import MANIFEST_VERSION
-from containerlock.record import RECORD_VERSION
+from containerlock.contents.inventory import INVENTORY_VERSION
+from containerlock.oci.record import RECORD_VERSION
+from containerlock.payload.archive import MANIFEST_VERSION
 
 SCHEMA = Path(__file__).resolve().parent.parent / "osv-schema.json"
 MODIFIED = "2026-11-30T12:00:00Z"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .reference import ImageReference
+from ..oci.reference import ImageReference
 
 FIX = "or run `container-lock update`"
 NOT_IN_DL_DIR = "the image is missing or corrupt in DL_DIR (every blob is verified); run do_fetch again"

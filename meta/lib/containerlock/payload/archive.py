@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout, skopeo
-from .files import atomic_output, atomic_write, canonical_json, file_digest
-from .record import ImageRecord, RecordError
+from ..fetch import skopeo
+from ..files import atomic_output, atomic_write, canonical_json, file_digest
+from ..oci import layout
+from ..oci.record import ImageRecord, RecordError
 
 COMPRESSIONS = ("zst", "xz", "gz", "none")
 # layers: a docker-archive of the registry's layer blobs as fetched (no decompression, no

@@ -1,6 +1,6 @@
 """What is inside an image: its OS and the packages of its package databases, each with its layer.
 
-The layers are stacked in order (see layers.py); after each layer the package
+The layers are stacked in order (see layer_stack.py); after each layer the package
 databases it changed are read again, so every package is attributed to the
 layer that brought its current version (an upgrade in a later layer is that
 layer's; a package removed by a whiteout is gone). Standard library only.
@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import layers, pkgdb
-from .layers import FileEntry, LayerError
-from .pkgdb import Package, PackageDbError
+from . import layer_stack, package_db
+from .layer_stack import FileEntry, LayerError
+from .package_db import Package, PackageDbError
 
 INVENTORY_VERSION = 1
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
@@ -33,16 +33,16 @@ class InventoryError(ValueError):
 def reader_for(path: str) -> Reader | None:
     """The reader of the package database at `path` (a path below the image root), if it is one."""
     if path == "var/lib/dpkg/status":
-        return pkgdb.dpkg
+        return package_db.dpkg
     name = path[len(DPKG_STATUS_D) :] if path.startswith(DPKG_STATUS_D) else ""
     if name and "/" not in name and not name.endswith(".md5sums"):
-        return pkgdb.dpkg  # distroless: a status file per package
+        return package_db.dpkg  # distroless: a status file per package
     if path == "lib/apk/db/installed":
-        return pkgdb.apk
+        return package_db.apk
     if path in RPM_SQLITE:
-        return pkgdb.rpm_sqlite
+        return package_db.rpm_sqlite
     if path.endswith((".dist-info/METADATA", ".egg-info/PKG-INFO")):
-        return pkgdb.python_metadata
+        return package_db.python_metadata
     return None
 
 
@@ -116,7 +116,7 @@ class _Databases:
                 continue
             where = f"{self.image}: layer {entry.layer}: {path}"
             if (path, entry.layer) not in self._parsed:
-                target = layers.resolve(files, path, where)
+                target = layer_stack.resolve(files, path, where)
                 data = target.data if target and target.data is not None else b""
                 try:
                     self._parsed[(path, entry.layer)] = read(data, where)
@@ -140,7 +140,7 @@ def of_layers(
     introduced: dict[tuple[str, ...], Found] = {}
     files: dict[str, FileEntry] = {}
     try:
-        for digest, files in layers.stack(blobs, wanted, image, progress):
+        for digest, files in layer_stack.stack(blobs, wanted, image, progress):
             current = databases.packages(files)
             for key, found in current.items():
                 before = introduced.get(key)
@@ -163,9 +163,9 @@ def of_layers(
 def _os_release(files: dict[str, FileEntry], image: str) -> dict[str, str]:
     for path in OS_RELEASE:
         link = files.get(path)
-        entry = layers.resolve(files, path, f"{image}: layer {link.layer}: {path}") if link else None
+        entry = layer_stack.resolve(files, path, f"{image}: layer {link.layer}: {path}") if link else None
         if entry is not None and entry.data is not None:
-            values = pkgdb.os_release(entry.data, f"{image}: layer {entry.layer}: {path}")
+            values = package_db.os_release(entry.data, f"{image}: layer {entry.layer}: {path}")
             return {
                 k: values[k] for k in ("ID", "VERSION_ID", "VERSION_CODENAME", "PRETTY_NAME") if k in values
             }

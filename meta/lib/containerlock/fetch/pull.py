@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import manifest as mf
-from .files import sha256_digest
-from .image import ResolvedImage, check_config, resolve
-from .platform import Platform
-from .reference import ImageReference
+from ..files import sha256_digest
+from ..oci import manifest as mf
+from ..oci.image import ResolvedImage, check_config, resolve
+from ..oci.platform import Platform
+from ..oci.reference import ImageReference
+from ..oci.store import BlobStore
 from .skopeo import Skopeo
-from .store import BlobStore
 
 # Makes the log object skopeo's output goes to, given the number of blobs to copy (task progress).
 ProgressFactory = Callable[[int], Any]

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write
-from .platform import Platform, PlatformError
-from .reference import ImageReference, InvalidReference, parse_url, validate_digest
+from ..files import atomic_write
+from ..oci.platform import Platform, PlatformError
+from ..oci.reference import ImageReference, InvalidReference, parse_url, validate_digest
 
 LOCK_VERSION = 1
 

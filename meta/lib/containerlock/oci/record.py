@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write, canonical_json
+from ..files import atomic_write, canonical_json
 from .image import ResolvedImage
 from .manifest import Descriptor
 from .reference import ImageReference

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 
-from .reference import ImageReference
+from ..oci.reference import ImageReference
 
 SEVERITIES = ("error", "warning", "ignore")
 # "deny"/"warn" read as "error"/"warning".

@@ -15,9 +15,10 @@ import bb.cache
 import bb.fetch2
 import bb.parse
 
-from . import lockfile, record
-from .files import atomic_write
-from .reference import InvalidReference, parse_url
+from ..files import atomic_write
+from ..oci import record
+from ..oci.reference import InvalidReference, parse_url
+from . import lockfile
 
 _cache: dict[tuple[str, int, int], lockfile.Lock] = {}
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from bb.fetch2 import FetchError, logger, runfetchcmd
 
+from ..oci.reference import ImageReference
 from . import skopeo
-from .reference import ImageReference
 
 
 def _number(d: Any, var: str, default: float, url: str) -> float:

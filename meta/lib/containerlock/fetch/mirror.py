@@ -13,12 +13,12 @@ import re
 import tarfile
 from pathlib import Path
 
-from .files import atomic_output, sha256_digest
-from .image import ResolvedImage
-from .platform import Platform
-from .record import ImageRecord, RecordError
-from .reference import ImageReference
-from .store import BlobStore
+from ..files import atomic_output, sha256_digest
+from ..oci.image import ResolvedImage
+from ..oci.platform import Platform
+from ..oci.record import ImageRecord, RecordError
+from ..oci.reference import ImageReference
+from ..oci.store import BlobStore
 
 FACTS = "container-lock-mirror.json"
 _BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")

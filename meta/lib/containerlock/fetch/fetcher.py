@@ -43,15 +43,17 @@ from bb.fetch2 import (
     logger,
 )
 
-from . import fetch_messages, layout, mirror, policy, record, skopeo, task_skopeo
-from .image import ResolvedImage, stored_image
-from .manifest import ManifestError
-from .platform import BuildArches, PlatformError, choose_platform
+from ..lock import policy
+from ..oci import layout, record
+from ..oci.image import ResolvedImage, stored_image
+from ..oci.manifest import ManifestError
+from ..oci.platform import BuildArches, PlatformError, choose_platform
+from ..oci.record import ImageRecord, RecordError
+from ..oci.reference import ImageReference, InvalidParameter, InvalidReference, parse_url, redact
+from ..oci.store import BlobStore
+from . import messages, mirror, skopeo, task_skopeo
 from .progress import SkopeoCopyProgress
 from .pull import Puller, PullError
-from .record import ImageRecord, RecordError
-from .reference import ImageReference, InvalidParameter, InvalidReference, parse_url, redact
-from .store import BlobStore
 
 STORE_DIR = "containers"
 # What is wrong with an image's content (the registry's errors explain themselves).
@@ -140,7 +142,7 @@ class DockerRegistryFetcher(FetchMethod):
         return Puller(client, self._store(d), store_root(d) / "tmp", ud.image)
 
     def download(self, ud: Any, d: Any) -> None:
-        violation = fetch_messages.strict_violation(ud.url, ud.image) if _strict(d) else None
+        violation = messages.strict_violation(ud.url, ud.image) if _strict(d) else None
         if violation:
             raise NoChecksumError(violation, ud.url)
         if ud.denial:
@@ -183,10 +185,10 @@ class DockerRegistryFetcher(FetchMethod):
         try:
             moved = puller.tag_moved_from(str(ud.image.digest))
         except (skopeo.RegistryError, ManifestError) as err:
-            logger.warning(fetch_messages.tag_unknown(ud.url, ud.image, err))
+            logger.warning(messages.tag_unknown(ud.url, ud.image, err))
             return
         if moved:
-            logger.warning(fetch_messages.tag_moved(ud.url, ud.image, moved))
+            logger.warning(messages.tag_moved(ud.url, ud.image, moved))
 
     def _from_mirror_tarball(self, ud: Any, store: BlobStore) -> ResolvedImage | None:
         """The image from the mirror tarball in DL_DIR (put there by PREMIRRORS/MIRRORS), if it is usable."""
@@ -215,7 +217,7 @@ class DockerRegistryFetcher(FetchMethod):
     def _report_missing_digest(self, ud: Any, d: Any, digest: str) -> None:
         bb.event.fire(MissingChecksumEvent(ud.url, sha256sum=digest), d)
         if (d.getVar("BB_STRICT_CHECKSUM") or "0") != "ignore":
-            logger.warning(fetch_messages.missing_digest(ud.url, ud.image, digest))
+            logger.warning(messages.missing_digest(ud.url, ud.image, digest))
 
     def checkstatus(self, fetch: Any, ud: Any, d: Any) -> bool:
         source = ud.image.by_digest(ud.image.digest) if ud.image.digest else ud.image.tagged
@@ -233,7 +235,7 @@ class DockerRegistryFetcher(FetchMethod):
         except PlatformError as err:
             raise FetchError(f"{ud.image.tagged}: {err}", ud.url) from None
         if image is None:
-            raise FetchError(fetch_messages.NOT_IN_DL_DIR, ud.url)
+            raise FetchError(messages.NOT_IN_DL_DIR, ud.url)
         dest = Path(rootdir) / layout.UNPACK_DIR / layout.dirname(ud.image)
         layout.write(dest, ud.image, image, self._store(d))
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .files import CHUNK_SIZE, atomic_output, file_digest, sha256_digest
+from ..files import CHUNK_SIZE, atomic_output, file_digest, sha256_digest
 
 
 class BlobStore:

@@ -8,8 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..files import atomic_write, canonical_json
 from . import record
-from .files import atomic_write, canonical_json
 from .image import ResolvedImage
 from .record import ImageRecord
 from .reference import ImageReference
