@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from containerlock.lock import lockfile
 
 from . import document, manifests, output
+from .memory import no_cycle_collection
 
 Progress = Callable[[int, int], None]
 
@@ -30,22 +29,8 @@ def generate(
     `total` counts the manifest files until they are read, then stays fixed
     (files + 3 × images + 1); `done` only grows and ends equal to `total`.
     """
-    with _no_cycle_collection():
+    with no_cycle_collection():
         return _generate(manifest_paths, deploy_dir, lock_path, merge_into, fmt, source_date_epoch, progress)
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """The cyclic garbage collector off while the document is built: it is a tree of millions of
-    small objects that the collector's full passes would walk again and again (1 000 images took
-    1.7× the time per image of 100). Reference counting still frees everything."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _generate(

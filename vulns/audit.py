@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sbom.memory import no_cycle_collection
+
 from . import findings as finding_module
 from . import report, targets, vex
 from .db import Index, Snapshot
 from .findings import Finding
 from .gate import Gate
-from .memory import no_cycle_collection
 from .vex import Triage
 
 

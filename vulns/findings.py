@@ -6,11 +6,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from sbom.memory import no_cycle_collection
+
 from . import severity as severities
 from .db import Index
 from .ecosystems import Lookup, lookup
 from .matching import match
-from .memory import no_cycle_collection
 from .osv import Record
 from .severity import Rating
 from .targets import Target
