@@ -54,6 +54,29 @@ jobs_option = click.option(
 )
 
 
+def db_option(text: str, required: bool = True) -> Callable[[F], F]:
+    """--db PATH: the vulnerability index (`vulndb import` writes it, `audit` and `sbom` read it)."""
+    return click.option(
+        "--db",
+        "db_path",
+        required=required,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=text,
+    )
+
+
+def vex_option(function: F) -> F:
+    """--vex FILE (repeatable): CycloneDX VEX or OpenVEX JSON."""
+    return click.option(
+        "--vex",
+        "vex_paths",
+        multiple=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE",
+        help="The team's triage: CycloneDX VEX or OpenVEX JSON (repeatable).",
+    )(function)
+
+
 def policy_option(text: str) -> Callable[[F], F]:
     """The --policy option of `check` and `verify`."""
     return click.option(

@@ -828,3 +828,15 @@ def test_ranges_by_rank_equal_ranges_by_comparison(data, ranges, zero) -> None:
     by_rank = match(installed, "deb", affected, order.ranks, order.position(installed))
     by_comparison = match(installed, "deb", affected)
     assert by_rank == by_comparison
+
+
+def test_sources_without_a_usable_record_write_no_index(tmp_path) -> None:
+    """An empty index would audit every image as clean: importing nothing usable is bad input."""
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "broken.json").write_text('{"modified": "2026-11-30T12:00:00Z"}')
+    target = tmp_path / "osv.db"
+    result = cli("vulndb", "import", records, "--db", target)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no usable OSV record (1 skipped:" in result.stderr and "broken.json" in result.stderr
+    assert "Traceback" not in result.stderr and not target.exists()

@@ -192,6 +192,13 @@ def build(
                 records[item.record.id] = item
         if progress is not None:
             progress(n, len(paths))
+    if not records:  # an empty index would audit every image as clean: refuse it
+        reasons = "; ".join(str(p) for p in problems[:3]) + ("; …" if len(problems) > 3 else "")
+        raise DbError(
+            f"{', '.join(str(p) for p in paths)}: no usable OSV record"
+            + (f" ({len(problems)} skipped: {reasons})" if problems else "")
+            + "; nothing written. Give osv.dev exports (an ecosystem's all.zip) or directories of OSV *.json"
+        )
     read_sources.sort(key=lambda s: (s.name, s.sha256))
     snapshot_id = hashlib.sha256(
         f"container-lock-vulndb {INDEX_VERSION}\n".encode()

@@ -5,42 +5,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from .. import exits
 from ..console import err, escape
 from ..exits import fail
-from ..inputs import json_option, writable
+from ..inputs import db_option, json_option, vex_option, writable
 
-F = TypeVar("F", bound=Callable[..., Any])
 LEVELS = ("low", "medium", "high", "critical")
-
-
-def vex_option(function: F) -> F:
-    """--vex FILE (repeatable): CycloneDX VEX or OpenVEX JSON."""
-    return click.option(
-        "--vex",
-        "vex_paths",
-        multiple=True,
-        type=click.Path(path_type=Path, dir_okay=False),
-        metavar="FILE",
-        help="The team's triage: CycloneDX VEX or OpenVEX JSON (repeatable).",
-    )(function)
 
 
 @click.command("audit", epilog=exits.HELP)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--db",
-    "db_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The vulnerability index (`container-lock vulndb import`).",
-)
+@db_option("The vulnerability index (`container-lock vulndb import`).")
 @vex_option
 @click.option(
     "--fail-on", type=click.Choice(LEVELS), help="Exit 1 on an untriaged finding at this level or above."

@@ -10,8 +10,7 @@ import click
 from .. import exits
 from ..console import err, escape
 from ..exits import fail
-from ..inputs import writable
-from .audit import vex_option
+from ..inputs import db_option, vex_option, writable
 
 
 @click.command("sbom", epilog=exits.HELP)
@@ -48,12 +47,10 @@ from .audit import vex_option
     help="Timestamp (seconds since 1970, >= 0); default: $SOURCE_DATE_EPOCH, else the newest "
     "of the build manifests'.",
 )
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Add the known vulnerabilities of the packages inside the images, from this index "
+@db_option(
+    "Add the known vulnerabilities of the packages inside the images, from this index "
     "(`container-lock vulndb import`; JSON only).",
+    required=False,
 )
 @vex_option
 def sbom_command(

@@ -9,7 +9,7 @@ import click
 
 from .. import exits
 from ..exits import fail
-from ..inputs import json_option, writable
+from ..inputs import db_option, json_option, writable
 
 
 @click.group("vulndb", epilog=exits.HELP)
@@ -19,13 +19,7 @@ def vulndb_command() -> None:
 
 @vulndb_command.command("import", epilog=exits.HELP)
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--db",
-    "db_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The index to write (replaced atomically; its directory must exist).",
-)
+@db_option("The index to write (replaced atomically; its directory must exist).")
 @json_option
 def import_command(sources: tuple[Path, ...], db_path: Path, as_json: bool) -> None:
     """Index OSV records: SOURCES are osv.dev exports (an ecosystem's all.zip) or directories of
@@ -56,13 +50,7 @@ def import_command(sources: tuple[Path, ...], db_path: Path, as_json: bool) -> N
 
 
 @vulndb_command.command("show", epilog=exits.HELP)
-@click.option(
-    "--db",
-    "db_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The index.",
-)
+@db_option("The index.")
 @json_option
 def show_command(db_path: Path, as_json: bool) -> None:
     """The snapshot an index holds: sources, sha256, counts, newest record and its age."""
