@@ -94,14 +94,18 @@ def verify(
     return verdicts
 
 
-def failed(verdicts: Sequence[tuple[ImageVerdict, list[str]]], policy: Policy) -> list[ImageVerdict]:
+def failed(
+    verdicts: Sequence[tuple[ImageVerdict, list[str]]], policy: Policy
+) -> list[tuple[ImageVerdict, list[str]]]:
     """Images whose required signature is not verified: fail closed unless the policy relaxes it.
 
     Only an explicit `unsigned = "warning"` (or "ignore") in the policy lets them pass.
     """
     if policy.severity("unsigned") != "error":
         return []
-    return [v for v, platforms in verdicts if not v.error and v.status(platforms) not in ACCEPTED]
+    return [
+        (v, platforms) for v, platforms in verdicts if not v.error and v.status(platforms) not in ACCEPTED
+    ]
 
 
 def record(path: Path, verdicts: Sequence[tuple[ImageVerdict, list[str]]]) -> bool:

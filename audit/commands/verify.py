@@ -98,6 +98,6 @@ def verify_command(
     if any(v.error for v, _ in verdicts):
         sys.exit(exits.REGISTRY)
     if failed:
-        names = ", ".join(f"{v.key} ({v.status(p)})" for v, p in verdicts if v in failed)
+        names = ", ".join(f"{v.key} ({v.status(p)})" for v, p in failed)
         err().print(f"[red]not verified:[/] {escape(names)}")
         sys.exit(exits.CHECK_FAILED)
