@@ -15,6 +15,7 @@ import click
 from . import exits
 from .commands.audit import audit_command
 from .commands.check import check_command
+from .commands.diff import diff_command
 from .commands.inventory import inventory_command
 from .commands.sbom import sbom_command
 from .commands.update import update_command
@@ -55,6 +56,7 @@ for command in (
     inventory_command,
     vulndb_command,
     audit_command,
+    diff_command,
 ):
     cli.add_command(command)
 

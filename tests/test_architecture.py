@@ -1,4 +1,5 @@
-"""The module graph keeps one direction: audit → vulns → sbom, policies → containerlock (layer) → bb, stdlib.
+"""The module graph keeps one direction: audit → changes → vulns → sbom, policies → containerlock
+(layer) → bb, stdlib.
 
 docs/architecture.md shows the graph this test keeps true.
 """
@@ -20,6 +21,7 @@ PACKAGES = {
     "policies": REPO / "policies",
     "sbom": REPO / "sbom",
     "vulns": REPO / "vulns",
+    "changes": REPO / "changes",
     "audit": REPO / "audit",
 }
 # Which first-party packages each package may import (itself included).
@@ -28,7 +30,8 @@ ALLOWED = {
     "policies": {"policies", "containerlock"},
     "sbom": {"sbom", "containerlock"},
     "vulns": {"vulns", "sbom", "containerlock"},
-    "audit": {"audit", "sbom", "policies", "vulns", "containerlock"},
+    "changes": {"changes", "vulns", "sbom", "containerlock"},
+    "audit": {"audit", "changes", "sbom", "policies", "vulns", "containerlock"},
 }
 # Beyond the standard library, the layer uses BitBake and host tools only.
 LAYER_THIRD_PARTY = {"bb"}
@@ -204,6 +207,7 @@ def test_the_command_imports_heavy_packages_only_where_used() -> None:
         "cyclonedx",
         "sigstore",
         "vulns",
+        "changes.compare",
         "univers",
         "debian",
         "cvss",

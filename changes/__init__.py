@@ -1,0 +1,1 @@
+"""What changed between two releases: images, the packages inside them, layers, vulnerabilities."""
