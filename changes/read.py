@@ -269,3 +269,37 @@ def with_db_findings(release: Release, doc: dict[str, Any], db: Path, vex: Itera
     release.audited = True
     release.snapshot = result.snapshot.id
     return release
+
+
+def image_of_inventory(
+    reference: str,
+    tag: str,
+    platform: str,
+    digest: str,
+    pinned: str,
+    layers: Iterable[Any],
+    inventory: Any,
+) -> Image:
+    """An image read from a registry (`update --diff`): layer descriptors and its inventory,
+    its packages keyed by the purls `container-lock sbom` gives them."""
+    from sbom.purl import inventory_purl
+
+    packages: dict[PackageKey, tuple[str, ...]] = {}
+    for found in inventory.packages:
+        parsed = package_key(inventory_purl(found.package, inventory.os).to_string())
+        if parsed is None:
+            continue
+        key, epoch = parsed
+        version = found.package.version
+        if epoch and not version.startswith(f"{epoch}:"):
+            version = f"{epoch}:{version}"
+        packages[key] = tuple(sorted({*packages.get(key, ()), version}))
+    return Image(
+        reference,
+        tag,
+        platform,
+        digest,
+        pinned,
+        tuple(Layer(layer.digest, layer.size) for layer in layers),
+        packages,
+    )
