@@ -206,12 +206,18 @@ def compare(old: Release, new: Release, vulnerability_source: str | None = None)
         )
     else:
         missing = [side for side, release in (("OLD", old), ("NEW", new)) if not release.audited]
-        diff.vulnerabilities_missing = (
-            f"{' and '.join(missing)} {'carries' if len(missing) == 1 else 'carry'} no findings: "
-            "give SBOMs written by `container-lock audit -o`, or --db PATH"
-            if old.has_contents and new.has_contents
-            else "lockfiles list images only"
-        )
+        if "lockfile" in (old.kind, new.kind):
+            diff.vulnerabilities_missing = "lockfiles list images only"
+        elif "update" in (old.kind, new.kind):
+            diff.vulnerabilities_missing = (
+                "update --diff lists packages; `container-lock diff` of audited SBOMs (or with --db) "
+                "compares their vulnerabilities"
+            )
+        else:
+            diff.vulnerabilities_missing = (
+                f"{' and '.join(missing)} {'carries' if len(missing) == 1 else 'carry'} no findings: "
+                "give SBOMs written by `container-lock audit -o`, or --db PATH"
+            )
     return diff
 
 

@@ -149,7 +149,8 @@ def summary_line(diff: ReleaseDiff) -> str:
     ]
     line = "Images: " + ", ".join(parts)
     if diff.update_bytes is not None or diff.new_layer_count is not None:
-        line += f"; a device downloads {size(diff.update_bytes)} ({diff.new_layer_count} new layers)"
+        layers = f"{diff.new_layer_count} new layer" + ("" if diff.new_layer_count == 1 else "s")
+        line += f"; a device downloads {size(diff.update_bytes)} ({layers})"
     return line
 
 

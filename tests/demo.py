@@ -81,6 +81,21 @@ def cli(*args: str) -> None:
     print(f"   (exit {result.returncode})")
 
 
+# The next release of demo/tool 2.1 (the tag moves): a layer on top upgrades openssl again, adds
+# curl and a newer demo-tool.
+NEXT_TOOL_LAYER = {
+    "var/lib/dpkg/status": pkgdbs.dpkg_status(
+        {"Package": "base-files", "Version": "12.4+deb12u5", "Architecture": "amd64"},
+        {"Package": "curl", "Version": "7.88.1-10+deb12u8", "Architecture": "amd64"},
+        {"Package": "libssl3", "Version": "3.0.16-1~deb12u1", "Architecture": "amd64", "Source": "openssl"},
+    ),
+    "usr/lib/python3/dist-packages/.wh.demo_tool-2.1.dist-info": b"",  # an OCI whiteout: 2.1 removed
+    "usr/lib/python3/dist-packages/demo_tool-2.2.dist-info/METADATA": pkgdbs.python_metadata(
+        "demo-tool", "2.2", "MIT"
+    ),
+}
+
+
 def pinned_digest(recipe: Path) -> str:
     return recipe.read_text().split(";digest=")[1].split('"')[0]
 
@@ -180,6 +195,33 @@ def run(workdir: Path) -> None:
         step("Run the loaded image")
         ran = podman("run", "--rm", *RUN_OPTIONS, hello.reference, "/bin/hello")
         print(f"   $ podman run {hello.reference} /bin/hello\n   {ran.stdout.strip()}")
+
+        step("Next release: demo/tool:2.1 moves; update --diff says what the re-pin brings")
+        tool = factory.layered("demo/tool", [*TOOL_LAYERS, NEXT_TOOL_LAYER], tag="2.1")
+        print(f"   {tool.reference} now {tool.digest}")
+        before = workdir / "container-lock.before.json"
+        shutil.copyfile(lock, before)
+        mark = registry.mark()
+        downloads = workdir / "downloads"
+        cli(
+            "update",
+            str(DEMO_LAYER),
+            "--lockfile",
+            str(lock),
+            "-D",
+            define,
+            "--diff",
+            "--dl-dir",
+            str(downloads),
+        )
+        layers = [layer.digest for layer in tool.platforms["linux/amd64"].layers]
+        fetched = {g.digest for g in registry.blob_gets(mark)} & set(layers)
+        print(
+            f"   layers downloaded for the diff: {len(fetched)} of {len(layers)} (the others were in DL_DIR)"
+        )
+
+        step("container-lock diff of the two lock states (images only; SBOMs give packages too)")
+        cli("diff", str(before), str(lock))
     finally:
         podman.close()
         registry.stop()

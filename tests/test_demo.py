@@ -26,4 +26,14 @@ def test_demo_runs_end_to_end() -> None:
     assert "package   pkg:pypi/demo-tool@2.1" in out
     assert out.count("second boot: exit 0\n") == 2
     assert out.count("): nothing to do: 1 image(s) already present") == 2  # the loaders' rerun summary
-    assert out.rstrip().endswith("hello from the container-lock test image\n\nDemo finished.".rstrip())
+    assert "hello from the container-lock test image\n" in out
+    # The next release: update --diff names what the re-pin brings, downloading only the new layer.
+    assert "Images: 1 re-pinned, 0 added, 0 removed, 0 unchanged; a device downloads" in out
+    assert "libssl3:amd64 │ deb/debian │ upgraded │ 3.0.15-1~deb12u1 │ 3.0.16-1~deb12u1" in out
+    assert "curl:amd64    │ deb/debian │ added    │ -" in out
+    assert "demo-tool     │ pypi       │ upgraded │ 2.1" in out
+    assert "layers downloaded for the diff: 1 of 3 (the others were in DL_DIR)" in out
+    # … and the demo ends with the diff of its two lock states.
+    tail = out[out.index("== container-lock diff of the two lock states") :]
+    assert "Images: 1 re-pinned, 0 added, 0 removed, 0 unchanged\n" in tail
+    assert tail.rstrip().endswith("(exit 0)\n\nDemo finished.")
