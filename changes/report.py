@@ -208,6 +208,7 @@ def _vulnerabilities_markdown(diff: ReleaseDiff, failing: list[FindingChange] | 
         f"(from {v.source}).",
         "",
     ]
+    blocking = {id(c) for c in failing or ()}
     for title, items in (("Introduced", v.introduced), ("Fixed", v.fixed)):
         if not items:
             continue
@@ -215,9 +216,10 @@ def _vulnerabilities_markdown(diff: ReleaseDiff, failing: list[FindingChange] | 
         out.append("| --- | --- | --- | --- | --- | --- | --- |")
         for c in items:
             f = c.finding
+            triage = f.analysis or ("**fails the gate**" if id(c) in blocking else "")
             out.append(
                 f"| {_md(f.id)} | {f.severity} | {_tagged(c.image)} | {_md(f.package.label())} | "
-                f"{_md(f.version)} | {_md(f.fixed or '')} | {_md(f.analysis or '')} |"
+                f"{_md(f.version)} | {_md(f.fixed or '')} | {_md(triage)} |"
             )
         out.append("")
     if failing:

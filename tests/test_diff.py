@@ -350,6 +350,10 @@ def test_markdown_and_summary_name_every_change(releases) -> None:
         "7.88.1-10+deb12u4 |",
     ):
         assert row in text, row
+    gated = cli("diff", *args, "--markdown", "--fail-on-new", "high")
+    assert gated.returncode == 1
+    assert "| 7.88.1-10+deb12u5 | **fails the gate** |" in gated.stdout
+    assert "**1 introduced finding(s) at or above the gate.**" in gated.stdout
     summary = cli("diff", *args)
     assert summary.returncode == 0, summary.stderr
     for line in (
