@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from changes.report import size
+from changes.report import short, size
 from containerlock.lock import lockfile
 from containerlock.lock.lockfile import Lock, LockEntry
 from tests.harness.bitbake import BuildDir
@@ -364,6 +364,61 @@ def test_markdown_and_summary_name_every_change(releases) -> None:
     ):
         assert line in summary.stdout, line
     assert "\x1b[" not in summary.stdout  # piped: no escape sequences
+
+
+def test_markdown_is_exact(releases) -> None:
+    args = (releases["old_audited"], releases["new_audited"])
+    _, report, _ = diff_json(*args)
+    host = releases["app_new"].host
+    old, new, fresh, gone = (releases[k] for k in ("app_old", "app_new", "fresh", "gone"))
+    top = new.platforms["linux/amd64"].layers[1].size
+    fresh_layers = fresh.platforms["linux/amd64"].layers
+    ota = top + sum(layer.size for layer in fresh_layers)
+    app, was = (f"`{host}/diff/app:{tag}` (linux/amd64)" for tag in ("1.1", "1.0"))
+    layers = f"{1 + len(fresh_layers)} new layers"
+    expected = f"""## Container images
+
+Images: 1 re-pinned, 1 added, 1 removed, 1 unchanged; a device downloads {size(ota)} ({layers}).
+
+| change | image | digest |
+| --- | --- | --- |
+| added | `{host}/diff/fresh:1.0` (linux/amd64) | `{short(fresh.digest)}` |
+| removed | `{host}/diff/gone:1.0` (linux/amd64) | `{short(gone.digest)}` |
+
+### `{host}/diff/app` 1.0 → 1.1 (linux/amd64)
+
+`{short(old.digest)}` → `{short(new.digest)}`; layers: 1 reused, 1 new ({size(top)} to download)
+
+Packages: 2 upgraded, 1 downgraded, 1 added, 1 removed.
+
+| package | ecosystem | change | old | new |
+| --- | --- | --- | --- | --- |
+| curl:amd64 | deb/debian | downgraded | 7.88.1-10+deb12u5 | 7.88.1-10+deb12u4 |
+| libfoo:amd64 | deb/debian | upgraded | 2.0-1 | 1:1.0-1 |
+| libssl3:amd64 | deb/debian | upgraded | 3.0.11-1~deb12u1 | 3.0.15-1~deb12u1 |
+| newtool:all | deb/debian | added |  | 2.0-1 |
+| oldtool:all | deb/debian | removed | 1.0-1 |  |
+
+## Vulnerabilities
+
+2 fixed, 1 introduced, 1 still open (from {report["vulnerabilities"]["source"]}).
+
+Introduced:
+
+| id | severity | image | package | version | fixed in | triage |
+| --- | --- | --- | --- | --- | --- | --- |
+| CVE-2026-1002 | critical | {app} | curl:amd64 | 7.88.1-10+deb12u4 | 7.88.1-10+deb12u5 |  |
+
+Fixed:
+
+| id | severity | image | package | version | fixed in | triage |
+| --- | --- | --- | --- | --- | --- | --- |
+| CVE-2026-1001 | high | {was} | libssl3:amd64 | 3.0.11-1~deb12u1 | 3.0.15-1~deb12u1 |  |
+| CVE-2026-1004 | low | {was} | oldtool:all | 1.0-1 |  |  |
+"""
+    result = cli("diff", *args, "--markdown")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected
 
 
 def test_output_is_deterministic(releases) -> None:
