@@ -25,9 +25,10 @@ def releases(
     timeout: float,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Release, Release]:
-    """(before, after) of the re-pinned references, every platform of each read from the registry
-    (what `blobs` holds already is not downloaded). RegistryError, InventoryError, ManifestError."""
-    moved = [c for c in plan.changes if c.old is not None and c.new is not None and c.status == "updated"]
+    """(before, after) of the references the update re-pins or adds, every platform of each read
+    from the registry (what `blobs` holds already is not downloaded).
+    RegistryError, InventoryError, ManifestError."""
+    moved = [c for c in plan.changes if c.new is not None and c.status in ("updated", "added")]
     work = [
         (c.key, side, entry, platform, digest)
         for c in moved

@@ -499,13 +499,23 @@ def test_update_diff_reads_the_new_digest_from_dl_dir_without_downloading_layers
         Lock({stable.reference: LockEntry(stable.digest, {"linux/amd64": stable.digest})}).dumps()
     )
     image_factory.retag(new, "diff/app", "stable")
-    layers = {layer.digest for image in (old, new) for layer in image.platforms["linux/amd64"].layers}
+    fresh = releases["fresh"]
+    recipe = tmp_path / "layer" / "recipes" / "images_1.0.bb"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text(
+        f'SRC_URI = "docker://{stable.host}/diff/app;tag=stable docker://{fresh.host}/diff/fresh;tag=1.0"\n'
+    )
+    images = (old, new, fresh)
+    layers = {layer.digest for image in images for layer in image.platforms["linux/amd64"].layers}
     mark = registry.mark()
-    result = cli("update", "-l", lock, "--diff", "--json", "--dl-dir", releases["downloads"])
+    result = cli(
+        "update", recipe.parent.parent, "-l", lock, "--diff", "--json", "--dl-dir", releases["downloads"]
+    )
     assert result.returncode == 0, result.stderr
     assert [g.digest for g in registry.blob_gets(mark) if g.digest in layers] == []
     report = json.loads(result.stdout)
     assert lockfile.load(lock).entries[stable.reference].digest == new.digest
+    assert report["diff"]["images"]["added"] == [_image(fresh)]  # a new pin: read too
     (repin,) = report["diff"]["images"]["repinned"]
     assert repin["packages"] == APP_PACKAGES
     assert repin["layers"] == {
