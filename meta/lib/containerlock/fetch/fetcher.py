@@ -26,6 +26,7 @@ Registry settings (plain HTTP, mirrors, credentials): containers-registries.conf
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from bb.fetch2 import (
 
 from ..lock import policy
 from ..oci import layout, record
-from ..oci.image import ResolvedImage, stored_image
+from ..oci.image import Reader, ResolvedImage, StoreReader, first_complete, stored_image
 from ..oci.manifest import ManifestError
 from ..oci.platform import BuildArches, PlatformError, choose_platform
 from ..oci.record import ImageRecord, RecordError
@@ -139,9 +140,10 @@ class DockerRegistryFetcher(FetchMethod):
 
     def _puller(self, ud: Any, d: Any) -> Puller:
         client = task_skopeo.client(d, ud.image, ud.url)
-        return Puller(client, self._store(d), store_root(d) / "tmp", ud.image)
+        return Puller(client, self._store(d), store_root(d) / "tmp", ud.image, partial(SkopeoCopyProgress, d))
 
     def download(self, ud: Any, d: Any) -> None:
+        """Resolve → pull the missing blobs → record, from the first source that holds the image."""
         violation = messages.strict_violation(ud.url, ud.image) if _strict(d) else None
         if violation:
             raise NoChecksumError(violation, ud.url)
@@ -151,34 +153,40 @@ class DockerRegistryFetcher(FetchMethod):
         # Log text only: records travel to BitBake's UI process, which cannot unpickle our classes.
         logger.info(f"{redact(ud.url)}: platform {ud.platform} ({ud.platform_reason})")
         try:
-            stored = self._resolve(ud, d)
+            stored = first_complete(self._sources(ud, d), self._store(d), ud.platform)
         except skopeo.RegistryError as err:
             raise FetchError(str(err), ud.url) from None
         except _CONTENT_ERRORS as err:
             raise FetchError(f"{image.tagged} ({image.digest or 'unpinned'}): {err}", ud.url) from None
-        self._write_record(ud, stored)
+        if stored is None:  # cannot happen: the registry, asked last, raises what it lacks
+            raise FetchError(messages.NOT_IN_DL_DIR, ud.url)
+        record.write(Path(ud.localpath), ImageRecord.of(image, stored))
         if not image.digest:
             self._report_missing_digest(ud, d, stored.digest)
 
-    def _resolve(self, ud: Any, d: Any) -> ResolvedImage:
-        """The URL's image, resolved from the first source that holds it: DL_DIR (pinned), a mirror
-        tarball, the registry (which pulls the missing blobs). PlatformError: built for another one."""
+    def _sources(self, ud: Any, d: Any) -> Iterator[tuple[str, Reader]]:
+        """(digest, reader) for each source of the URL's image, in order, each made only when the one
+        before lacked something: DL_DIR (pinned), the blobs of a mirror tarball in DL_DIR (put there by
+        PREMIRRORS/MIRRORS), the registry (network check first; the tag resolved once, or checked)."""
         store = self._store(d)
-        image = stored_image(store, ud.image.digest, ud.platform) if ud.image.digest else None
-        if image is None and ud.mirror_path.exists():
-            image = self._from_mirror_tarball(ud, store)
-        if image is None:
-            check_network_access(d, f"skopeo inspect --raw docker://{ud.image.tagged}", ud.url)
-            image = self._from_registry(ud, d)
-        return image
-
-    def _from_registry(self, ud: Any, d: Any) -> ResolvedImage:
-        image: ImageReference = ud.image
+        if ud.image.digest:
+            yield ud.image.digest, StoreReader(store)
+        if ud.mirror_path.exists():
+            try:
+                facts = mirror.import_into(ud.mirror_path, store)
+            except mirror.MirrorError as err:
+                logger.warning(f"{ud.url}: ignoring mirror tarball: {err}")
+            else:
+                wanted = ud.image.digest or facts.digest
+                yield wanted, StoreReader(store)
+                held = f"{ud.mirror_path.name} does not hold {wanted} for {ud.platform}"
+                logger.warning(f"{ud.url}: ignoring mirror tarball: {held}")
+        check_network_access(d, f"skopeo inspect --raw docker://{ud.image.tagged}", ud.url)
         puller = self._puller(ud, d)
-        digest = image.digest or puller.resolve_tag()
-        if image.digest and image.tag_given:
+        digest = ud.image.digest or puller.resolve_tag()
+        if ud.image.digest and ud.image.tag_given:
             self._warn_if_tag_moved(ud, puller)
-        return puller.pull(digest, ud.platform, partial(SkopeoCopyProgress, d))
+        yield digest, puller
 
     def _warn_if_tag_moved(self, ud: Any, puller: Puller) -> None:
         """Advisory: the digest is what is built; a dead or moved tag is only reported."""
@@ -190,29 +198,12 @@ class DockerRegistryFetcher(FetchMethod):
         if moved:
             logger.warning(messages.tag_moved(ud.url, ud.image, moved))
 
-    def _from_mirror_tarball(self, ud: Any, store: BlobStore) -> ResolvedImage | None:
-        """The image from the mirror tarball in DL_DIR (put there by PREMIRRORS/MIRRORS), if it is usable."""
-        try:
-            facts = mirror.import_into(ud.mirror_path, store)
-        except mirror.MirrorError as err:
-            logger.warning(f"{ud.url}: ignoring mirror tarball: {err}")
-            return None
-        wanted = ud.image.digest or facts.digest
-        image = stored_image(store, wanted, ud.platform)
-        if image is None:
-            held = f"{ud.mirror_path.name} does not hold {wanted} for {ud.platform}"
-            logger.warning(f"{ud.url}: ignoring mirror tarball: {held}")
-        return image
-
     def build_mirror_data(self, ud: Any, d: Any) -> None:
         """With BB_GENERATE_MIRROR_TARBALLS, write the image's mirror tarball into DL_DIR."""
         image = self._usable_image(ud, d) if _generate_mirror(d) and not ud.mirror_path.exists() else None
         if image is not None:
             mirror.write(ud.mirror_path, ud.image, image, self._store(d))
             logger.info(f"wrote mirror tarball {ud.mirror_path.name}")
-
-    def _write_record(self, ud: Any, image: ResolvedImage) -> None:
-        record.write(Path(ud.localpath), ImageRecord.of(ud.image, image))
 
     def _report_missing_digest(self, ud: Any, d: Any, digest: str) -> None:
         bb.event.fire(MissingChecksumEvent(ud.url, sha256sum=digest), d)

@@ -1,7 +1,8 @@
-"""Registry → blob store: tags resolved once, manifests by digest (verified), blobs under per-blob locks.
+"""The registry as a source of images (an `image.Reader`): tags resolved once, manifests by digest
+(verified, kept in the store), missing blobs pulled under per-blob locks.
 
-No BitBake here: the fetcher supplies the skopeo client and turns these errors
-into FetchErrors naming the URL.
+No BitBake here: the fetcher supplies the skopeo client and the progress factory, asks
+`image.first_complete` for the image and turns these errors into FetchErrors naming the URL.
 """
 
 from __future__ import annotations
@@ -9,15 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..files import sha256_digest
 from ..oci import manifest as mf
-from ..oci.image import ResolvedImage, check_config, resolve
-from ..oci.platform import Platform
+from ..oci.image import ResolvedImage
 from ..oci.reference import ImageReference
 from ..oci.store import BlobStore
 from .skopeo import Skopeo
@@ -32,12 +32,15 @@ class PullError(RuntimeError):
 
 @dataclass(frozen=True)
 class Puller:
-    """Pulls one reference's content into `store`; `scratch` holds temporary files."""
+    """Reads one reference's content from the registry into `store`; `scratch` holds temporary files."""
 
     skopeo: Skopeo
     store: BlobStore
     scratch: Path
     ref: ImageReference
+    progress: ProgressFactory | None = None
+    # The registry is the last source: what it lacks is an error, not a reason to ask another.
+    absent: ClassVar[tuple[type[Exception], ...]] = ()
 
     def resolve_tag(self) -> str:
         """The digest the tag names now; its manifest bytes are kept, so the digest cannot race."""
@@ -58,7 +61,7 @@ class Puller:
             return None  # the pin is one platform of the index the tag names
         return digest
 
-    def manifest(self, digest: str) -> bytes:
+    def read(self, digest: str) -> bytes:
         """The manifest with `digest`: from the store, else from the registry (verified, then kept)."""
         try:
             return self.store.read(digest)
@@ -73,24 +76,21 @@ class Puller:
         self.store.put(digest, raw)
         return raw
 
-    def pull(self, digest: str, platform: Platform, progress: ProgressFactory | None = None) -> ResolvedImage:
-        """`digest` for `platform`: resolved (manifests from the store, else the registry), missing blobs
-        pulled, config checked."""
-        image = resolve(self.manifest, digest, platform)
-        self._blobs(image.manifest_digest, image.manifest, progress)
-        return check_config(self.store, image)
-
-    def _blobs(
-        self, manifest_digest: str, manifest: mf.ImageManifest, progress: ProgressFactory | None
-    ) -> None:
-        wanted = [b for b in manifest.blobs if not self.store.is_valid(b.digest, b.size)]
+    def complete(self, image: ResolvedImage) -> None:
+        """Pull the blobs of `image` the store lacks (or holds corrupt), in one copy, under their locks."""
+        blobs = image.manifest.blobs
+        wanted = self._missing(blobs)
         if not wanted:
             return
         with self.store.locked(b.digest for b in wanted):
-            # Another fetch may have brought some of them while we waited.
-            missing = [b for b in wanted if not self.store.is_valid(b.digest, b.size)]
+            missing = self._missing(wanted)  # another fetch may have brought some while we waited
             if missing:
-                self._copy(manifest_digest, missing, progress(len(manifest.blobs)) if progress else None)
+                log = self.progress(len(blobs)) if self.progress else None
+                self._copy(image.manifest_digest, missing, log)
+
+    def _missing(self, blobs: Iterable[mf.Descriptor]) -> list[mf.Descriptor]:
+        """The blobs not in the store with their bytes (a corrupt copy is removed)."""
+        return [b for b in blobs if not self.store.is_valid(b.digest, b.size)]
 
     def _copy(self, manifest_digest: str, missing: list[mf.Descriptor], log: Any) -> None:
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ class Puller:
             )
         finally:
             shutil.rmtree(layout, ignore_errors=True)
-        bad = [b.digest for b in missing if not self.store.is_valid(b.digest, b.size)]
+        bad = [b.digest for b in self._missing(missing)]
         if bad:
             raise PullError(f"downloaded blobs do not match their digests: {', '.join(bad)}")
 
