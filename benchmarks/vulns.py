@@ -7,7 +7,10 @@ bases of P packages drawn from the same source-package names (so many packages h
 a tenth of them with Python packages, distinct digests. Measures, each as a subprocess:
 `vulndb import` (wall), the index size, `audit --json` (wall, and the audit alone in-process
 after the index is opened), `sbom` vs `sbom --db`.
-Run: `.venv/bin/python -m benchmarks.vulns [--records 100000] [--images 100] [--packages 150]`.
+The audit's cost per package is printed at 1, 10 and 100 images (`--scaling`), so a step that
+grows faster than the number of packages would show.
+Run: `.venv/bin/python -m benchmarks.vulns [--records 100000] [--images 100] [--packages 150]
+[--distinct] [--scaling 1,10,100]`.
 """
 
 from __future__ import annotations
@@ -153,17 +156,24 @@ def timed(*args: object) -> tuple[float, subprocess.CompletedProcess[str]]:
     return elapsed, result
 
 
-def in_process_audit(db: Path, deploy: Path, runs: int = 3) -> tuple[float, float, int]:
-    """(seconds to read the targets, seconds for the audit alone, findings): the fastest of `runs`,
+def in_process_audit(db: Path, deploy: Path, runs: int = 3) -> tuple[float, float, int, int]:
+    """(seconds to read the targets, seconds for the audit alone, findings, packages): the fastest of `runs`,
     each from a newly opened index with the version caches emptied (the machine is shared: the
     minimum is the least disturbed)."""
     from vulns import db as vulndb
     from vulns import findings, matching, targets, versions
 
     best_read = best_audit = float("inf")
-    count = 0
+    count = packages = 0
     for _ in range(runs):
-        for cached in (versions.key, matching._less, matching._ordered, vulndb._entry):
+        for cached in (
+            versions.key,
+            versions._part_key,
+            versions._segment_key,
+            matching._less,
+            matching._ordered,
+            vulndb.parse_entry,
+        ):
             cached.cache_clear()
         start = time.perf_counter()
         found, _ = targets.load(sorted(deploy.glob("*.json")))
@@ -173,8 +183,22 @@ def in_process_audit(db: Path, deploy: Path, runs: int = 3) -> tuple[float, floa
         result, _ = findings.audit(index, found)
         best_audit = min(best_audit, time.perf_counter() - start)
         index.close()
-        count = len(result)
-    return best_read, best_audit, count
+        count, packages = len(result), len(found)
+    return best_read, best_audit, count, packages
+
+
+def per_package(db: Path, work: Path, counts: list[int], packages: int, distinct: bool) -> None:
+    """The audit's cost per package at `counts` images of the same shape: flat or falling (shared
+    packages looked up once) is linear; rising would be a step that grows faster than the images."""
+    for images in counts:
+        directory = work / f"scale-{images}"
+        directory.mkdir()
+        deploy = write_images(directory, images, packages, distinct)
+        _, alone, count, targets = in_process_audit(db, deploy)
+        print(
+            f"  {images} image(s), {targets} packages: audit {alone * 1000:.1f} ms, "
+            f"{alone / targets * 1e6:.1f} µs per package ({count} findings)"
+        )
 
 
 def main() -> None:
@@ -183,6 +207,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--packages", type=int, default=150)
     parser.add_argument("--distinct", action="store_true", help="No package shared between images.")
+    parser.add_argument(
+        "--scaling",
+        default="1,10,100",
+        help="Image counts for the audit's cost per package (comma-separated; default 1,10,100).",
+    )
     args = parser.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory(prefix="cl-bench-vulns.") as tmp:
@@ -211,12 +240,13 @@ def main() -> None:
             f"audit {args.images} images x {args.packages} packages ({shape}): {seconds:.2f} s wall "
             f"(process, imports, targets, audit, JSON); {len(report['findings'])} findings"
         )
-        read, alone, count = in_process_audit(db, deploy)
+        read, alone, count, packages = in_process_audit(db, deploy)
         print(
             f"  in-process (fastest of 3): reading the manifests {read:.2f} s, the audit against the index "
-            f"{alone:.2f} s "
-            f"({count} findings)"
+            f"{alone:.2f} s ({alone / packages * 1e6:.1f} µs per package; {count} findings)"
         )
+        print("audit cost per package (in-process, fastest of 3):")
+        per_package(db, work, [int(n) for n in args.scaling.split(",")], args.packages, args.distinct)
         plain, _ = timed("sbom", "--deploy-dir", deploy, "-o", work / "plain.cdx.json")
         with_db, _ = timed("sbom", "--deploy-dir", deploy, "--db", db, "-o", work / "db.cdx.json")
         print(

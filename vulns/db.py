@@ -24,20 +24,34 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import ecosystems, osv
+from . import ecosystems, matching, osv
 from . import versions as versions_module
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: each entry's answer per place in its package's order (`places`, `listed`)
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sources (name TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, newest TEXT);
 CREATE TABLE records (id TEXT PRIMARY KEY, modified TEXT NOT NULL, withdrawn TEXT, doc TEXT NOT NULL);
 CREATE TABLE affected (
     ecosystem TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL, position INTEGER NOT NULL,
-    entry TEXT NOT NULL
-);
+    entry TEXT NOT NULL, placed INTEGER NOT NULL,
+    PRIMARY KEY (ecosystem, name, record, position)
+) WITHOUT ROWID;
+CREATE TABLE places (
+    ecosystem TEXT NOT NULL, name TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,
+    record TEXT NOT NULL, position INTEGER NOT NULL, fixed TEXT,
+    PRIMARY KEY (ecosystem, name, first, record, position)
+) WITHOUT ROWID;
+CREATE TABLE listed (
+    ecosystem TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, record TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (ecosystem, name, version, record, position)
+) WITHOUT ROWID;
 CREATE TABLE orders (ecosystem TEXT NOT NULL, name TEXT NOT NULL, versions TEXT NOT NULL);
 """
+# `affected`: every entry beside its package; `placed` 1: its ranges are answered by `places`
+# (the affected places of a version among the package's versions, see `Order.position`) and its
+# `versions` list by `listed`, so an audit reads only the entries that match; 0: `match` compares.
 
 
 class DbError(ValueError):
@@ -235,8 +249,12 @@ def _write(target: Path, snapshot: Snapshot, records: dict[str, _Read]) -> None:
                 "INSERT INTO sources VALUES (?, ?, ?, ?)",
                 [(s.name, s.sha256, s.records, s.newest) for s in snapshot.sources],
             )
+            orders = _orders(records)
+            ranks = {(key, name): {v: r for v, r in json.loads(text)} for key, name, text in orders}
             rows = []
             affected = []
+            placed = []
+            listed = []
             for record_id in sorted(records):
                 item = records[record_id]
                 rows.append((record_id, item.record.modified, item.record.withdrawn, item.doc))
@@ -244,15 +262,30 @@ def _write(target: Path, snapshot: Snapshot, records: dict[str, _Read]) -> None:
                     continue
                 for position, entry in enumerate(item.record.affected):
                     key = ecosystems.record_key(entry.ecosystem)
-                    if key is not None:
-                        name = ecosystems.record_name(entry.ecosystem, entry.name)
-                        affected.append((key, name, record_id, position, _entry_json(entry)))
+                    if key is None:
+                        continue
+                    name = ecosystems.record_name(entry.ecosystem, entry.name)
+                    found = matching.places(entry, ranks.get((key, name)))
+                    row = (key, name, record_id, position)
+                    affected.append((*row, _entry_json(entry), int(found is not None)))
+                    if found is not None:
+                        placed += [
+                            (key, name, first, last, record_id, position, fix) for first, last, fix in found
+                        ]
+                        listed += [
+                            (key, name, version, record_id, position)
+                            for version in sorted(set(entry.versions))
+                        ]
             db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
-            affected.sort()
-            db.executemany("INSERT INTO affected VALUES (?, ?, ?, ?, ?)", affected)
-            db.executemany("INSERT INTO orders VALUES (?, ?, ?)", _orders(records))
+            for table, columns, found in (
+                ("affected", 6, affected),
+                ("places", 7, placed),
+                ("listed", 5, listed),
+            ):
+                found.sort(key=lambda row: row[:5])
+                db.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * columns)})", found)
+            db.executemany("INSERT INTO orders VALUES (?, ?, ?)", orders)
             db.execute("CREATE INDEX orders_key ON orders (ecosystem, name)")
-            db.execute("CREATE INDEX affected_key ON affected (ecosystem, name)")
             db.commit()
             db.execute("VACUUM")
         os.chmod(temporary, 0o644)
@@ -333,7 +366,8 @@ def _entry_json(entry: osv.Affected) -> str:
 
 
 @lru_cache(maxsize=1 << 16)
-def _entry(text: str) -> osv.Affected:
+def parse_entry(text: str) -> osv.Affected:
+    """An affected entry from its index text (remembered: audits in one process share them)."""
     ecosystem, name, ranges, versions, severity = json.loads(text)
     return osv.Affected(
         ecosystem,
@@ -357,7 +391,10 @@ class Index:
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             version = meta.get("index_version")
             if version != str(INDEX_VERSION):
-                raise DbError(f"{path}: index version {version!r} is not {INDEX_VERSION}; import again")
+                raise DbError(
+                    f"{path}: index version {version or 'unknown'}, this container-lock reads version"
+                    f" {INDEX_VERSION}; import the exports again (`container-lock vulndb import`)"
+                )
             raw = json.loads(meta["snapshot"])
         except (sqlite3.Error, KeyError, ValueError) as err:
             if isinstance(err, DbError):
@@ -375,6 +412,7 @@ class Index:
             newest=raw["newest_modified"],
         )
         self._records: dict[str, osv.Record] = {}
+        self._briefs: dict[str, osv.Record] = {}  # without `affected` (`records`)
 
     def close(self) -> None:
         self._db.close()
@@ -393,7 +431,7 @@ class Index:
         found = []
         for name in names:
             found += [
-                (name, record_id, _entry(entry))
+                (name, record_id, parse_entry(entry))
                 for record_id, entry in self._db.execute(
                     "SELECT record, entry FROM affected WHERE ecosystem = ? AND name = ?"
                     " ORDER BY record, position",
@@ -401,6 +439,78 @@ class Index:
                 )
             ]
         return found
+
+    def _fill(self, table: str, columns: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """A temporary table of `rows` (the connection's own; the index is not written)."""
+        self._db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns})")
+        self._db.execute(f"DELETE FROM temp.{table}")
+        width = columns.count(",") + 1
+        self._db.executemany(f"INSERT INTO temp.{table} VALUES ({', '.join('?' * width)})", rows)
+
+    def orders(self, packages: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Order]:
+        """`order` of many (ecosystem key, name) at once; packages without one are left out."""
+        self._fill("wanted_orders", "ecosystem TEXT, name TEXT", sorted(set(packages)))
+        found = {}
+        for ecosystem, name, text in self._db.execute(
+            "SELECT o.ecosystem, o.name, o.versions FROM temp.wanted_orders w"
+            " JOIN orders o ON o.ecosystem = w.ecosystem AND o.name = w.name"
+        ):
+            kind = ecosystems.KIND_OF_ECOSYSTEM.get(ecosystem.split(":", 1)[0])
+            if kind and (ecosystem, name) not in found:
+                found[ecosystem, name] = Order(kind, json.loads(text))
+        return found
+
+    def placed(
+        self, wanted: Iterable[tuple[int, str, str, int, str]]
+    ) -> tuple[list[tuple[int, str, str, int, str | None, bool, str]], list[tuple[int, str, str, int, str]]]:
+        """The entries that match packages placed in their order, and those to compare.
+
+        `wanted`: (n, ecosystem key, name, place, version): `n` the caller's, `place` the
+        version's `Order.position`. Returns (answered, to compare):
+        answered: (n, name, record, position, fix, by the versions list, entry) of the entries whose
+        ranges affect the place (`places`) or whose `versions` list names the version (`listed`);
+        to compare: (n, name, record, position, entry) of the entries the index could not answer
+        (`match` compares them). Unordered.
+        """
+        self._fill("wanted", "n INTEGER, ecosystem TEXT, name TEXT, place INTEGER, version TEXT", wanted)
+        answered: list[tuple[int, str, str, int, str | None, bool, str]] = [
+            (n, name, record_id, position, fix, False, entry)
+            for n, name, record_id, position, fix, entry in self._db.execute(
+                "SELECT w.n, w.name, p.record, p.position, p.fixed, a.entry FROM temp.wanted w"
+                " JOIN places p ON p.ecosystem = w.ecosystem AND p.name = w.name"
+                " AND p.first <= w.place AND p.last >= w.place"
+                " JOIN affected a ON a.ecosystem = p.ecosystem AND a.name = p.name"
+                " AND a.record = p.record AND a.position = p.position"
+            )
+        ]
+        answered += [
+            (n, name, record_id, position, None, True, entry)
+            for n, name, record_id, position, entry in self._db.execute(
+                "SELECT w.n, w.name, l.record, l.position, a.entry FROM temp.wanted w"
+                " JOIN listed l ON l.ecosystem = w.ecosystem AND l.name = w.name AND l.version = w.version"
+                " JOIN affected a ON a.ecosystem = l.ecosystem AND a.name = l.name"
+                " AND a.record = l.record AND a.position = l.position"
+            )
+        ]
+        compared = self._db.execute(
+            "SELECT w.n, w.name, a.record, a.position, a.entry FROM temp.wanted w"
+            " JOIN affected a ON a.ecosystem = w.ecosystem AND a.name = w.name AND a.placed = 0"
+        ).fetchall()
+        return answered, compared
+
+    def records(self, ids: Iterable[str]) -> dict[str, osv.Record]:
+        """Many records at once, without their `affected` entries (an audit has the entries of its
+        packages from `placed`; sqlite leaves them and the details out before they are parsed)."""
+        ids = list(ids)
+        missing = sorted(set(ids) - self._briefs.keys())
+        if missing:
+            self._fill("wanted_records", "id TEXT", ((i,) for i in missing))
+            for record_id, doc in self._db.execute(
+                "SELECT r.id, json_remove(r.doc, '$.affected', '$.details') FROM temp.wanted_records w"
+                " JOIN records r ON r.id = w.id"
+            ):
+                self._briefs[record_id] = osv.trusted(json.loads(doc))
+        return {i: self._briefs[i] for i in ids}
 
     def record(self, record_id: str) -> osv.Record:
         """A record by id (parsed once)."""

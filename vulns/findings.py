@@ -9,10 +9,10 @@ from decimal import Decimal
 from sbom.memory import no_cycle_collection
 
 from . import severity as severities
-from .db import Index
+from .db import Index, parse_entry
 from .ecosystems import Lookup, lookup
 from .matching import match
-from .osv import Record
+from .osv import Affected, Record
 from .severity import Rating
 from .targets import Target
 from .versions import VersionError, key
@@ -134,31 +134,75 @@ def _groups(records: Sequence[Record]) -> list[list[Record]]:
     return [groups[k] for k in sorted(groups)]
 
 
-def _of_lookup(index: Index, where: Lookup, notes: list[str]) -> list[Vulnerability]:
+_Matched = tuple[str, str | None, Affected]  # record id, the fix of the range it is in, the entry
+
+
+def _matched(index: Index, wheres: Sequence[Lookup], notes: list[str]) -> list[list[_Matched]]:
+    """The entries that affect each lookup's version, in the order of `Index.listed` (the lookup's
+    names in turn, by record, by place in the record), with notes on ranges not evaluated.
+
+    Each version is placed among its package's versions (`Order.position`); the index answers
+    the entries it holds by place (`Index.placed`, a few queries for all lookups); `match`
+    compares the others."""
+    orders = index.orders((w.ecosystem, name) for w in wheres for name in w.names)
+    places: dict[tuple[int, str], int] = {}
+    unordered = []
+    for n, where in enumerate(wheres):
+        for name in where.names:
+            order = orders.get((where.ecosystem, name))
+            if order is None:
+                unordered.append((n, name))
+            else:
+                places[n, name] = order.position(where.version)
+    answered, compared = index.placed(
+        (n, wheres[n].ecosystem, name, place, wheres[n].version) for (n, name), place in places.items()
+    )
+    found: dict[tuple[int, str, str, int], tuple[str | None, Affected]] = {}
+    for n, name, record_id, position, fix, _, entry in sorted(answered, key=lambda a: a[5]):
+        found.setdefault((n, name, record_id, position), (fix, parse_entry(entry)))  # ranges before versions
+    for n, name, record_id, position, entry in compared:
+        where, affected = wheres[n], parse_entry(entry)
+        order = orders[where.ecosystem, name]
+        hit, problems = match(where.version, where.kind, affected, order.ranks, places[n, name])
+        notes += [f"{record_id}: {p}" for p in problems]
+        if hit is not None:
+            found[n, name, record_id, position] = (hit.fixed, affected)
+    for n, name in unordered:  # not in an index `build` writes: every listed package has an order
+        where = wheres[n]
+        for position, (_, record_id, affected) in enumerate(index.listed(where.ecosystem, [name])):
+            hit, problems = match(where.version, where.kind, affected)
+            notes += [f"{record_id}: {p}" for p in problems]
+            if hit is not None:
+                found[n, name, record_id, position] = (hit.fixed, affected)
+    matched: list[list[_Matched]] = [[] for _ in wheres]
+    for n, name, record_id, position in sorted(
+        found, key=lambda k: (k[0], wheres[k[0]].names.index(k[1]), k[2], k[3])
+    ):
+        fix, affected = found[n, name, record_id, position]
+        matched[n].append((record_id, fix, affected))
+    return matched
+
+
+def _vulnerabilities(
+    where: Lookup, matched: list[_Matched], records: dict[str, Record]
+) -> list[Vulnerability]:
     """The vulnerabilities of a package version in an ecosystem (records merged by aliases)."""
     hits: dict[str, tuple[Record, list[str | None], list[Rating]]] = {}
-    orders: dict[str, tuple[dict[str, int], int] | None] = {}
-    for name, record_id, affected in index.listed(where.ecosystem, where.names):
-        if name not in orders:
-            order = index.order(where.ecosystem, name)
-            orders[name] = None if order is None else (order.ranks, order.position(where.version))
-        placed = orders[name]
-        found, problems = match(where.version, where.kind, affected, *(placed or (None, None)))
-        notes += [f"{record_id}: {p}" for p in problems]
-        if found is None:
-            continue
-        record = index.record(record_id)
+    for record_id, fixed, affected in matched:
+        record = records[record_id]
         if record.withdrawn:
             continue  # not indexed by `build`; an index from elsewhere might
         entry = hits.setdefault(record.id, (record, [], []))
-        entry[1].append(found.fixed)
+        entry[1].append(fixed)
         entry[2].extend(severities.ratings(record, affected.severity))
     found_vulnerabilities = []
     for group in _groups([hits[i][0] for i in sorted(hits)]):
         ids = {r.id for r in group} | {a for r in group for a in r.aliases}
         primary = _primary(ids)
         known = [f for r in group for f in hits[r.id][1] if f is not None]
-        fixed = max(known, key=lambda f: key(where.kind, f)) if known else None
+        fixed = (
+            (known[0] if len(known) == 1 else max(known, key=lambda f: key(where.kind, f))) if known else None
+        )
         ratings = tuple(sorted({r for rec in group for r in hits[rec.id][2]}))
         found_vulnerabilities.append(
             Vulnerability(
@@ -176,38 +220,13 @@ def _of_lookup(index: Index, where: Lookup, notes: list[str]) -> list[Vulnerabil
     return sorted(found_vulnerabilities, key=lambda v: v.id)
 
 
-def of_target(
-    index: Index, target: Target, notes: list[str], seen: dict[Lookup, list[Vulnerability]] | None = None
-) -> list[Finding]:
-    """The findings of one package (`seen`: the vulnerabilities of lookups done before: images
-    sharing a base share most packages)."""
-    where = lookup(
-        target.type,
-        target.name,
-        target.version,
-        target.source,
-        target.distro,
-        target.epoch,
-        target.source_version,
-    )
-    if where is None:
-        return []
-    try:
-        key(where.kind, where.version)
-    except VersionError as err:
-        notes.append(f"{target.image}: {target.name}: installed version not comparable: {err}")
-        return []
-    seen = {} if seen is None else seen
-    if where not in seen:
-        seen[where] = _of_lookup(index, where, notes)
-    return [Finding(target, v) for v in seen[where]]
-
-
 def audit(
     index: Index, targets: Sequence[Target], progress: Callable[[int, int], None] | None = None
 ) -> tuple[list[Finding], list[str]]:
     """Every finding of every target (sorted by image, package, id) and notes on what was not evaluated.
 
+    The packages are looked up together: each distinct (ecosystem, name, version) once, the
+    index asked a few queries for all of them (`_matched`), the matching records read at once.
     The cyclic garbage collector is off meanwhile (`memory.no_cycle_collection`).
     """
     with no_cycle_collection():
@@ -218,11 +237,46 @@ def _audit(
     index: Index, targets: Sequence[Target], progress: Callable[[int, int], None] | None
 ) -> tuple[list[Finding], list[str]]:
     notes: list[str] = []
-    findings: list[Finding] = []
-    seen: dict[Lookup, list[Vulnerability]] = {}
     ordered = sorted(targets, key=lambda t: (t.image_ref, t.bom_ref))  # findings in this order, by id
-    for n, target in enumerate(ordered, 1):
-        findings += of_target(index, target, notes, seen)
+    lookups: dict[tuple[str | None, ...], Lookup | None] = {}
+    readable: dict[tuple[str, str], str | None] = {}  # (kind, version): why it is not comparable
+    wheres: dict[Lookup, int] = {}
+    at: list[int | None] = []  # each target's lookup (index into `wheres`), None: not looked up
+    for target in ordered:
+        fields = (
+            target.type,
+            target.name,
+            target.version,
+            target.source,
+            target.distro,
+            target.epoch,
+            target.source_version,
+        )
+        if fields not in lookups:
+            lookups[fields] = lookup(*fields)  # type: ignore[arg-type]
+        where = lookups[fields]
+        if where is None:
+            at.append(None)
+            continue
+        if (where.kind, where.version) not in readable:
+            try:
+                key(where.kind, where.version)
+                readable[where.kind, where.version] = None
+            except VersionError as err:
+                readable[where.kind, where.version] = str(err)
+        problem = readable[where.kind, where.version]
+        if problem is not None:
+            notes.append(f"{target.image}: {target.name}: installed version not comparable: {problem}")
+            at.append(None)
+            continue
+        at.append(wheres.setdefault(where, len(wheres)))
+    matched = _matched(index, list(wheres), notes)
+    records = index.records(r for found in matched for r, _, _ in found)
+    vulnerabilities = [_vulnerabilities(w, m, records) for w, m in zip(wheres, matched, strict=True)]
+    findings: list[Finding] = []
+    for n, (target, found) in enumerate(zip(ordered, at, strict=True), 1):
+        if found is not None:
+            findings += [Finding(target, v) for v in vulnerabilities[found]]
         if progress is not None and (n % 200 == 0 or n == len(ordered)):
             progress(n, len(ordered))
     return findings, sorted(set(notes))

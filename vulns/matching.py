@@ -125,6 +125,51 @@ def _in_ranks(v: int, entry: Range, ranks: dict[str, int]) -> Match | None:
     return Match(next((version for _, name, version in rest if name == "fixed"), None))
 
 
+def _by_rank(entry: Range, ranks: dict[str, int]) -> bool:
+    """Can `_in_ranks` evaluate the range: ECOSYSTEM, every event's version in the order (or
+    `introduced 0`, `limit *`)?"""
+    return entry.type == "ECOSYSTEM" and all(
+        version in ranks or (name, version) in (("introduced", "0"), ("limit", "*"))
+        for name, version in entry.events
+    )
+
+
+def places(affected: Affected, ranks: dict[str, int] | None) -> list[tuple[int, int, str | None]] | None:
+    """`match`'s answer for every place a version can have among the package's ranked versions
+    (`Order.position`: -1 up to twice the highest rank + 1), worked out once when the index is
+    written: the affected places as (first, last, fix) intervals, in order. None when a range is
+    not evaluated by rank (SEMVER, a version the order lacks): `match` compares those. The
+    entry's `versions` list is not part of the answer (asked separately when no range matches).
+
+    The answer can only change at an event's place or just above it, so `_in_ranks` is asked at
+    those places (and at -1) and holds until the next one."""
+    if ranks is None:
+        return None
+    ranges = [r for r in affected.ranges if r.type != "GIT"]
+    if not all(_by_rank(r, ranks) for r in ranges):
+        return None
+    top = 2 * max(ranks.values(), default=-1) + 1
+    starts = {-1}
+    for entry in ranges:
+        for name, version in entry.events:
+            if (name, version) not in (("introduced", "0"), ("limit", "*")):
+                starts.update(p for p in (2 * ranks[version], 2 * ranks[version] + 1) if p <= top)
+    ordered = sorted(starts)
+    found: list[tuple[int, int, str | None]] = []
+    previous: object = False
+    for n, start in enumerate(ordered):
+        hits = [m for m in (_in_ranks(start, r, ranks) for r in ranges) if m is not None]
+        fixes = [m.fixed for m in hits if m.fixed is not None]
+        answer = (max(fixes, key=lambda f: ranks[f]) if fixes else None) if hits else False
+        last = ordered[n + 1] - 1 if n + 1 < len(ordered) else top
+        if answer is not False and found and previous == answer and found[-1][1] == start - 1:
+            found[-1] = (found[-1][0], last, found[-1][2])
+        elif answer is not False:
+            found.append((start, last, answer))  # type: ignore[arg-type]
+        previous = answer
+    return found
+
+
 def match(
     installed: str,
     kind: str,
@@ -144,12 +189,7 @@ def match(
         if entry.type == "GIT":
             continue
         try:
-            if (
-                ranks is not None
-                and position is not None
-                and entry.type == "ECOSYSTEM"
-                and all(v in ranks or v in ("0", "*") for _, v in entry.events)
-            ):
+            if ranks is not None and position is not None and _by_rank(entry, ranks):
                 hit = _in_ranks(position, entry, ranks)
             else:
                 hit = in_range(installed, kind, entry)
