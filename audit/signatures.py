@@ -135,10 +135,11 @@ class SignersPolicy:
         )
 
 
-def check_bundle(
-    bundle_bytes: bytes, digest: str, signers: tuple[Signer, ...], trusted_root: Path | None, offline: bool
-) -> Check:
-    """Verify one bundle with sigstore-python and the signers' policy, then its statement."""
+def open_bundle(
+    bundle_bytes: bytes, signers: tuple[Signer, ...], trusted_root: Path | None, offline: bool
+) -> tuple[dict | None, Check]:
+    """Verify one bundle with sigstore-python and the signers' policy: the in-toto statement it
+    carries (None when it does not verify) and who signed it."""
     policy = SignersPolicy(signers)
     try:
         bundle = Bundle.from_json(bundle_bytes)
@@ -148,22 +149,51 @@ def check_bundle(
             verifier = Verifier.production(offline=offline)
         payload_type, payload = verifier.verify_dsse(bundle, policy)
     except SignerMismatch as err:
-        return Check(None, str(err), err.failure)
+        return None, Check(None, str(err), err.failure)
     except (SigstoreError, ValueError) as err:
-        return Check(None, f"bundle does not verify: {err}", "invalid signature")
+        return None, Check(None, f"bundle does not verify: {err}", "invalid signature")
     if payload_type != INTOTO:
-        return Check(None, f"payload type {payload_type} is not an in-toto statement", "invalid signature")
-    statement = json.loads(payload)
-    subjects = {s.get("digest", {}).get("sha256") for s in statement.get("subject", [])}
-    if digest.split(":", 1)[1] not in subjects:
+        return None, Check(
+            None, f"payload type {payload_type} is not an in-toto statement", "invalid signature"
+        )
+    try:
+        statement = json.loads(payload)
+    except ValueError:
+        return None, Check(None, "the signed payload is not JSON", "invalid signature")
+    if not isinstance(statement, dict):
+        return None, Check(None, "the signed payload is not an in-toto statement", "invalid signature")
+    signer = policy.accepted
+    names, issuer = certificate_identity(bundle.signing_certificate)
+    return statement, Check(
+        signer.describe() if signer else None, f"signed by {', '.join(names)} (issuer {issuer})"
+    )
+
+
+def names_digest(statement: dict, digest: str) -> bool:
+    """Does the in-toto statement's `subject` name `digest` (sha256)?"""
+    subjects = statement.get("subject")
+    hexes = (
+        {s.get("digest", {}).get("sha256") for s in subjects if isinstance(s, dict)}
+        if isinstance(subjects, list)
+        else set()
+    )
+    return digest.split(":", 1)[1] in hexes
+
+
+def check_bundle(
+    bundle_bytes: bytes, digest: str, signers: tuple[Signer, ...], trusted_root: Path | None, offline: bool
+) -> Check:
+    """Verify one bundle with sigstore-python and the signers' policy, then its statement."""
+    statement, check = open_bundle(bundle_bytes, signers, trusted_root, offline)
+    if statement is None:
+        return check
+    if not names_digest(statement, digest):
         return Check(None, f"the signed statement is about another digest, not {digest}", "other digest")
     predicate = statement.get("predicateType")
     if predicate != COSIGN_SIGN_PREDICATE:
         detail = f"an attestation ({predicate}), not a signature ({COSIGN_SIGN_PREDICATE})"
         return Check(None, detail, "attestation only")
-    signer = policy.accepted
-    names, issuer = certificate_identity(bundle.signing_certificate)
-    return Check(signer.describe() if signer else None, f"signed by {', '.join(names)} (issuer {issuer})")
+    return check
 
 
 def check_legacy(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from containerlock.lock import lockfile
@@ -106,7 +106,12 @@ def write(plan: UpdatePlan, path: Path) -> bool:
 
     def change(lock: Lock) -> None:
         for c in plan.changes:
-            if c.new is not None:
+            if c.new is None:
+                continue
+            current = lock.get(c.key)
+            if current is not None and current.digest == c.new.digest:  # still verified: keep the proofs
+                lock.entries[c.key] = replace(c.new, verified=current.verified, provenance=current.provenance)
+            else:
                 lock.entries[c.key] = c.new
 
     return lockfile.update(path, change)

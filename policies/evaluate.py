@@ -9,6 +9,7 @@ from typing import Protocol
 
 from containerlock.lock.lockfile import Lock
 from containerlock.lock.policy import Policy
+from containerlock.lock.provenance import judge_recorded
 from containerlock.oci.reference import ImageReference
 
 
@@ -70,6 +71,17 @@ def evaluate(found: Sequence[Reference], lock: Lock, lock_path: Path | None, pol
             )
         for rule, reason in policy.image_denials(ref.registry, ref.name, ref.tag):
             add(rule, f.where, f"{key}: {reason}")
+        requirement = policy.provenance_for(ref.name)
+        if requirement is not None and requirement.required:
+            pin = ref.digest or (entry.digest if entry else None)
+            if pin is None:
+                add("provenance", f.where, f"{key}: not pinned, so no attestation can name it")
+            else:
+                recorded = entry.provenance if entry and entry.digest == pin else ()
+                platforms = set(entry.platforms.values()) - {pin} if entry and recorded else set()
+                problem = judge_recorded(requirement, recorded, pin, platforms)
+                if problem is not None:
+                    add("provenance", f.where, f"{key}: provenance: {problem[0]}: {problem[1]}")
     if found and lock_path is not None:
         for key in sorted(set(lock.entries) - used):
             add("unused-lock-entry", str(lock_path), f"{key}: no scanned recipe uses this lock entry")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from cyclonedx.factory.license import LicenseFactory
-from cyclonedx.model import HashAlgorithm, HashType, Property
+from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.dependency import Dependency
@@ -22,6 +22,7 @@ from packageurl import PackageURL
 
 from containerlock.contents.package_db import Package
 from containerlock.lock.lockfile import Lock
+from containerlock.lock.provenance import Facts
 from containerlock.version import tool_version
 
 from .manifests import ImageFacts, PackageManifest
@@ -175,12 +176,32 @@ def image_component(
         for n, layer in enumerate(image.layers)
     ]
     extra = {}
+    attestations: list[ExternalReference] = []
     if lock is not None and (entry := lock.get(f"{image.reference}:{image.tag}")):
         extra["locked_digest"] = entry.digest
+        if entry.digest == image.digest:
+            facts = provenance_of(entry.provenance, image)
+            if facts is not None:
+                extra.update(
+                    provenance_builder=facts.builder_id,
+                    provenance_build_type=facts.build_type or None,
+                    provenance_source=facts.source_uri or None,
+                    provenance_source_digest=facts.source_digest or None,
+                    provenance_predicate_type=facts.predicate_type,
+                    provenance_subject=facts.digest,
+                )
+                attestations.append(
+                    ExternalReference(
+                        type=ExternalReferenceType.ATTESTATION,
+                        url=XsUri(f"oci://{image.reference}@{facts.attestation}"),
+                        comment=f"SLSA provenance ({facts.predicate_type}) verified by container-lock verify",
+                        hashes=_sha(facts.attestation),
+                    )
+                )
     if image.inventory is not None:
         extra["os"] = image.inventory.os.get("PRETTY_NAME") or image.inventory.os.get("ID")
         extra["inventory_notes"] = "; ".join(image.inventory.notes) or None
-    return _container(
+    component = _container(
         image,
         purl,
         image.manifest,
@@ -191,6 +212,18 @@ def image_component(
             **extra,
         ),
     )
+    component.external_references.update(attestations)
+    return component
+
+
+def provenance_of(recorded: Iterable[Mapping[str, str]], image: ImageFacts) -> Facts | None:
+    """The recorded provenance about this platform image (its manifest), else about the pin."""
+    facts = [Facts.from_json(raw) for raw in recorded]
+    for digest in (image.manifest, image.digest):
+        found = sorted((f for f in facts if f.digest == digest), key=lambda f: f.attestation)
+        if found:
+            return found[0]
+    return None
 
 
 def index_component(image: ImageFacts, variants: Sequence[Component]) -> Component:

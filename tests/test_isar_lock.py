@@ -174,3 +174,68 @@ def test_build_completed_writes_sbom(build: IsarBuild, index: PushedImage, regis
     text = sbom.read_text()
     assert index.digest.split(":")[1] in text
     assert index.platforms[AMD64].manifest_digest.split(":")[1] in text
+
+
+def test_policy_requiring_provenance_stops_before_any_download(
+    build: IsarBuild, image_factory: ImageFactory, registry: Registry, tmp_path: Path
+) -> None:
+    """CONTAINER_POLICY with a required [[provenance]]: the image whose lock entry carries no
+    verified SLSA provenance stops the build before any task, named with the reason; the one
+    `verify --provenance --record` accepted builds; meta-isar's unpinned recipe is not judged."""
+    from tests.harness.oci_push import OCI_MANIFEST, attach_bundle
+    from tests.harness.sigstore_fixture import PrivateSigstore
+    from tests.test_provenance import IDENTITY, ISSUER, policy_text, slsa_v1
+
+    meta_isar_recipe = _meta_isar_unpinned(build)
+    good = image_factory.single_arch("prov/isar-good", "1.0")
+    missing = image_factory.single_arch("prov/isar-missing", "1.0")
+    sigstore = PrivateSigstore(build.topdir / "sigstore")
+    subject = {"mediaType": OCI_MANIFEST, "digest": good.digest, "size": 1}
+    bundle = sigstore.sign_dsse(
+        good.digest, "https://slsa.dev/provenance/v1", IDENTITY, ISSUER, predicate=slsa_v1()
+    )
+    attach_bundle(registry.host, good.repository, subject, bundle, "https://slsa.dev/provenance/v1")
+    policy = build.topdir / "provenance-policy.toml"
+    policy.write_text(policy_text(registry.host, None))
+    for name, image in (("cl-prov-good", good), ("cl-prov-missing", missing)):
+        build.add_recipe(name, loader_recipe("podman", docker_url(registry.host, image.repository, "1.0")))
+    lock = build.topdir / "provenance-lock.json"
+    layer = str(build.test_layer)
+    for args in (
+        ["update", layer, "--lockfile", str(lock)],
+        [
+            "verify",
+            layer,
+            "--lockfile",
+            str(lock),
+            "--policy",
+            str(policy),
+            "--trusted-root",
+            str(sigstore.trusted_root_path),
+            "--record",
+        ],
+    ):
+        step = subprocess.run([*CLI, *args], capture_output=True, text=True, check=False, timeout=300)
+        assert step.returncode in (0, 1), step.stdout + step.stderr  # verify: isar-missing fails
+    recorded = json.loads(lock.read_text())["images"]
+    assert recorded[f"{registry.host}/prov/isar-good:1.0"]["provenance"][0]["digest"] == good.digest
+    assert "provenance" not in recorded[f"{registry.host}/prov/isar-missing:1.0"]
+    give_to_build_user(lock, policy)
+
+    build.unset("BB_STRICT_CHECKSUM", "BB_NO_NETWORK")
+    build.set(CONTAINER_LOCKFILE=str(lock), CONTAINER_POLICY=str(policy))
+    try:
+        mark = registry.mark()
+        stopped = build.bitbake("-c", "install_fetched_containers", "cl-prov-missing")
+        assert not stopped.ok, stopped.tail()
+        assert registry.requests(mark) == []
+        assert "do_fetch" not in [t.task for t in stopped.tasks if t.state == "Succeeded"]
+        assert f"{registry.host}/prov/isar-missing;tag=1.0" in stopped.output, stopped.tail()
+        assert "provenance: no attestation: no verified provenance recorded" in stopped.output
+        assert str(meta_isar_recipe) not in stopped.output
+        result = build.bitbake("-c", "install_fetched_containers", "cl-prov-good")
+    finally:
+        build.unset("CONTAINER_LOCKFILE", "CONTAINER_POLICY")
+    assert result.ok, result.tail()
+    assert result.ran("cl-prov-good", "do_fetch")
+    assert build.image_list("cl-prov-good")[0][2] == good.platforms[AMD64].config_digest

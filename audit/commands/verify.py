@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..verify import ImageVerdict
 
 from .. import exits
 from ..console import err, escape, out
@@ -34,7 +38,12 @@ from ..inputs import (
     help="A private Sigstore deployment's trusted_root.json (default: public Sigstore, via TUF).",
 )
 @click.option("--offline", is_flag=True, help="Use the cached public trust root; do not update it.")
-@click.option("--record", is_flag=True, help="Write verified signers into the lockfile.")
+@click.option(
+    "--provenance",
+    is_flag=True,
+    help="Check SLSA provenance attestations of every image (always where [[provenance]] applies).",
+)
+@click.option("--record", is_flag=True, help="Write verified signers and provenance into the lockfile.")
 @timeout_option
 @define_option
 @json_option
@@ -44,6 +53,7 @@ def verify_command(
     policy_spec: str,
     trusted_root: Path | None,
     offline: bool,
+    provenance: bool,
     record: bool,
     timeout: float,
     defines: tuple[str, ...],
@@ -56,6 +66,11 @@ def verify_command(
     Fails closed: an image that [[signers]] apply to and whose signature is not
     verified (unsigned, rejected, not pinned) fails the command (exit 1) unless the
     policy says `unsigned = "warning"`.
+
+    Provenance: SLSA v1 / v0.2 attestations (bundles, or legacy sha256-<hex>.att) signed by a
+    policy signer, about the pinned digest, judged by the policy's [[provenance]] rule
+    (builder_id, source_uri, build_type); a required one that is missing or refused fails
+    (exit 1) unless the policy says `provenance = "warning"`.
     """
     from .. import verify as verifying
     from ..render import verify as render
@@ -83,14 +98,14 @@ def verify_command(
         check_trust_inputs(policy.signers, policy_dir, trusted_root)
     except TrustInputError as error:
         fail(str(error))
-    verdicts = verifying.verify(found, lock, policy, policy_dir, trusted_root, offline, timeout)
+    verdicts = verifying.verify(found, lock, policy, policy_dir, trusted_root, offline, timeout, provenance)
     written = verifying.record(lockfile, verdicts) if record else False
     failed = verifying.failed(verdicts, policy)
     relaxed = policy.severity("unsigned") != "error"
     if as_json:
         print(json.dumps(render.as_json(verdicts, policy, written), indent=2, sort_keys=True))
     else:
-        render.show(verdicts, policy, relaxed)
+        render.show(verdicts, policy, relaxed, policy.severity("provenance") != "error")
         if not verdicts:
             out().print("nothing to verify: no docker:// reference in the recipes nor entry in the lockfile")
         if record:
@@ -98,6 +113,20 @@ def verify_command(
     if any(v.error for v, _ in verdicts):
         sys.exit(exits.REGISTRY)
     if failed:
-        names = ", ".join(f"{v.key} ({v.status(p)})" for v, p in failed)
+        strict = policy.severity("unsigned") == "error"
+        names = ", ".join(f"{v.key} ({_why(v, p, strict)})" for v, p in failed)
         err().print(f"[red]not verified:[/] {escape(names)}")
         sys.exit(exits.CHECK_FAILED)
+
+
+def _why(verdict: ImageVerdict, platforms: list[str], signatures: bool) -> str:
+    """The failing statuses of one image: signature (when `signatures` fail), provenance or both."""
+    from ..verify import ACCEPTED
+
+    parts = []
+    if signatures and verdict.status(platforms) not in ACCEPTED:
+        parts.append(verdict.status(platforms))
+    checked = verdict.provenance_status(platforms)
+    if checked not in (None, *ACCEPTED):
+        parts.append(f"provenance: {checked}")
+    return ", ".join(parts)

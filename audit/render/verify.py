@@ -29,6 +29,14 @@ def as_json(verdicts: Verdicts, policy: Policy, recorded: bool) -> dict[str, Any
                 "error": v.error,
                 "detail": detail(v, p),
                 "evidence": [e.__dict__ for e in v.evidence],
+                "provenance": None
+                if v.provenance is None
+                else {
+                    "status": v.provenance_status(p),
+                    "required": v.provenance.required,
+                    "detail": provenance_detail(v, p),
+                    "attestations": [a.to_json() for a in v.provenance.attestations],
+                },
             }
             for v, p in verdicts
         ],
@@ -48,21 +56,47 @@ def detail(verdict: ImageVerdict, platforms: list[str]) -> str:
     return "no signature found for " + ", ".join([verdict.digest, *platforms])
 
 
-def show(verdicts: Verdicts, policy: Policy, relaxed: bool) -> None:
-    """A row per reference; rejected statuses in red (yellow when the policy relaxes them)."""
-    grid = table(
-        "reference", "pinned", "status", "signed digest(s)", "detail", title=f"policy '{policy.name}'"
-    )
+def provenance_detail(verdict: ImageVerdict, platforms: list[str]) -> str:
+    """What the attestations say, or why there is none."""
+    if verdict.provenance is None:
+        return ""
+    if verdict.provenance.attestations:
+        found = {
+            f"{a.kind} {a.source[:19]}… for {a.digest}: {a.detail}" for a in verdict.provenance.attestations
+        }
+        return "; ".join(sorted(found))
+    if not verdict.pinned:
+        return "not pinned: no attestation can name it"
+    return "no attestation found for " + ", ".join([verdict.digest, *platforms])
+
+
+def _style(status: str, relaxed: bool) -> str:
+    style = "green" if status == "verified" else "" if status in ACCEPTED else "red"
+    return "yellow" if style == "red" and relaxed and status != "error" else style
+
+
+def show(verdicts: Verdicts, policy: Policy, relaxed: bool, provenance_relaxed: bool = False) -> None:
+    """A row per reference; rejected statuses in red (yellow when the policy relaxes them); a
+    provenance column when provenance was checked."""
+    with_provenance = any(v.provenance is not None for v, _ in verdicts)
+    columns = ["reference", "pinned", "status", "signed digest(s)", "detail"]
+    columns += ["provenance", "provenance detail"] if with_provenance else []
+    grid = table(*columns, title=f"policy '{policy.name}'")
     for v, p in verdicts:
         status = v.status(p)
-        style = "green" if status == "verified" else "" if status in ACCEPTED else "red"
-        if style == "red" and relaxed and status != "error":
-            style = "yellow"
-        grid.add_row(
+        row = [
             escape(v.key),
             digest(v.digest or None),
-            styled(status, style),
+            styled(status, _style(status, relaxed)),
             "\n".join(v.signed_digests) or "-",
             escape(detail(v, p)),
-        )
+        ]
+        if with_provenance:
+            checked = v.provenance_status(p)
+            row += (
+                [styled(checked, _style(checked, provenance_relaxed)), escape(provenance_detail(v, p))]
+                if checked
+                else ["-", ""]
+            )
+        grid.add_row(*row)
     out().print(grid)

@@ -7,6 +7,7 @@ index listing them); legacy cosign signatures as the `sha256-<hex>.sig` image.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import urllib.error
@@ -27,7 +28,10 @@ SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
 
+DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 Descriptor = dict[str, Any]
+# host → (user, password) for registries that need a login (htpasswd): sent as Basic auth.
+CREDENTIALS: dict[str, tuple[str, str]] = {}
 
 
 class RegistryError(Exception):
@@ -67,7 +71,12 @@ def signature_tag(digest: str) -> str:
 def _request(
     method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    headers = dict(headers or {})
+    host = url.split("/")[2]
+    if host in CREDENTIALS:
+        token = base64.b64encode(":".join(CREDENTIALS[host]).encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as response:
             return response.status, dict(response.headers.items()), response.read()
@@ -171,8 +180,25 @@ def attach_legacy_signature(
     if certificate:
         annotations[CERTIFICATE_ANNOTATION] = certificate
     layer = {**_blob_descriptor(host, repo, payload, SIMPLESIGNING), "annotations": annotations}
+    return _append_layer(host, repo, signature_tag(digest), layer)
+
+
+def attach_legacy_attestation(
+    host: str, repo: str, digest: str, envelope: bytes, predicate_type: str, certificate: str | None = None
+) -> Descriptor:
+    """Add a DSSE envelope layer to cosign's `sha256-<hex>.att` image, as `cosign attest` (without
+    the new bundle format) does: annotated with the predicate type (and the certificate, keyless)."""
+    annotations = {SIGNATURE_ANNOTATION: "", "predicateType": predicate_type}
+    if certificate:
+        annotations[CERTIFICATE_ANNOTATION] = certificate
+    layer = {**_blob_descriptor(host, repo, envelope, DSSE_LAYER), "annotations": annotations}
+    return _append_layer(host, repo, referrers_tag(digest) + ".att", layer)
+
+
+def _append_layer(host: str, repo: str, tag: str, layer: Descriptor) -> Descriptor:
+    """cosign's legacy artifact images: an image under `tag` whose layers are appended to."""
     try:
-        layers = [x for x in get_manifest(host, repo, signature_tag(digest)).json()["layers"] if x != layer]
+        layers = [x for x in get_manifest(host, repo, tag).json()["layers"] if x != layer]
     except RegistryError as err:
         if err.status != 404:
             raise
@@ -192,7 +218,7 @@ def attach_legacy_signature(
         "config": _blob_descriptor(host, repo, _encode(config), OCI_CONFIG),
         "layers": layers,
     }
-    return _put(host, repo, signature_tag(digest), manifest)
+    return _put(host, repo, tag, manifest)
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Any
 
 import bb
 
+from ..lock.recipe import lockfile_path
+
 SBOM_TIMEOUT = 600
 
 
@@ -23,10 +25,14 @@ def _has_manifests(deploy: Path) -> bool:
     return any(p for p in deploy.glob("*.json") if not p.name.endswith(".cdx.json"))
 
 
-def sbom_command(command: list[str], deploy: Path, target: Path, vulndb: str | None) -> list[str]:
-    """The command line: `sbom --deploy-dir … -o …`, with `--db` when CONTAINER_LOCK_VULNDB names an index."""
+def sbom_command(
+    command: list[str], deploy: Path, target: Path, vulndb: str | None, lock: Path | None = None
+) -> list[str]:
+    """The command line: `sbom --deploy-dir … -o …`, with `--db` when CONTAINER_LOCK_VULNDB names an
+    index, and `-l` when CONTAINER_LOCKFILE exists (locked digests, verified provenance)."""
     found = [*command, "sbom", "--deploy-dir", str(deploy), "-o", str(target)]
-    return [*found, "--db", vulndb] if vulndb else found
+    found += ["--db", vulndb] if vulndb else []
+    return [*found, "-l", str(lock)] if lock is not None and lock.is_file() else found
 
 
 def write_sbom(event: Any, d: Any) -> None:
@@ -50,7 +56,13 @@ def write_sbom(event: Any, d: Any) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     try:
         result = subprocess.run(
-            sbom_command(command, deploy, target, (d.getVar("CONTAINER_LOCK_VULNDB") or "").strip() or None),
+            sbom_command(
+                command,
+                deploy,
+                target,
+                (d.getVar("CONTAINER_LOCK_VULNDB") or "").strip() or None,
+                lockfile_path(d),
+            ),
             capture_output=True,
             text=True,
             env=env,

@@ -37,13 +37,16 @@ class LockEntry:
     platforms: Mapping[str, str] = field(default_factory=dict)
     # Signatures checked by `container-lock verify --record`: digest signed, kind, signer, source.
     verified: tuple[Mapping[str, str], ...] = ()
+    # SLSA provenance checked by `container-lock verify --provenance --record` (provenance.FACT_KEYS).
+    provenance: tuple[Mapping[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"digest": self.digest, "platforms": dict(sorted(self.platforms.items()))}
-        if self.verified:
-            doc["verified"] = sorted(
-                (dict(sorted(v.items())) for v in self.verified), key=lambda v: json.dumps(v, sort_keys=True)
-            )
+        for name, records in (("verified", self.verified), ("provenance", self.provenance)):
+            if records:
+                doc[name] = sorted(
+                    (dict(sorted(v.items())) for v in records), key=lambda v: json.dumps(v, sort_keys=True)
+                )
         return doc
 
 
@@ -105,12 +108,15 @@ def _entry(key: str, raw: Any, where: str) -> LockEntry:
         if not isinstance(value, str):
             raise LockfileError(f"{where}: entry '{key}': platform '{name}' needs a digest string")
         validate_digest(value, f"{where}: entry '{key}' platform '{name}'")
-    verified = raw.get("verified", [])
-    if not isinstance(verified, list) or not all(
-        isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) for v in verified
-    ):
-        raise LockfileError(f"{where}: entry '{key}': \"verified\" must be a list of objects of strings")
-    return LockEntry(digest, dict(platforms), tuple(verified))
+    records = {}
+    for name in ("verified", "provenance"):
+        value = raw.get(name, [])
+        if not isinstance(value, list) or not all(
+            isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) for v in value
+        ):
+            raise LockfileError(f"{where}: entry '{key}': \"{name}\" must be a list of objects of strings")
+        records[name] = tuple(value)
+    return LockEntry(digest, dict(platforms), records["verified"], records["provenance"])
 
 
 def parse(text: str, where: str) -> Lock:
@@ -200,6 +206,7 @@ def record(path: Path, key: str, digest: str, platform: str | None, manifest: st
         platforms = dict(old.platforms) if same else {}
         if platform and manifest:
             platforms[platform] = manifest
-        lock.entries[key] = LockEntry(digest, platforms, old.verified if same else ())
+        kept = (old.verified, old.provenance) if same and old is not None else ((), ())
+        lock.entries[key] = LockEntry(digest, platforms, *kept)
 
     return update(path, change)

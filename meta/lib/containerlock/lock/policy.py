@@ -1,4 +1,5 @@
-"""Policy files (TOML): which findings are errors, which images are allowed, who must sign.
+"""Policy files (TOML): which findings are errors, which images are allowed, who must sign,
+what their provenance must say.
 
 Standard library only: the layer (CONTAINER_POLICY) and the CLI share it.
 """
@@ -12,6 +13,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from ..oci.reference import ImageReference
+from .provenance import Rule as ProvenanceRule
 
 SEVERITIES = ("error", "warning", "ignore")
 # "deny"/"warn" read as "error"/"warning".
@@ -26,6 +28,7 @@ RULES = (
     "unresolved",
     "invalid-url",
     "unsigned",
+    "provenance",
 )
 BUILTIN = ("default", "strict")
 # The built-in policies are the layer's own data: the fetcher enforces them with only meta/ present.
@@ -120,14 +123,20 @@ class Policy:
     allowed_registries: tuple[str, ...] = ()
     signers: tuple[Signer, ...] = field(default_factory=tuple)
     vulnerabilities: VulnerabilityGate | None = None  # [vulnerabilities]: the audit's gate
+    provenance: tuple[ProvenanceRule, ...] = ()  # [[provenance]]: the first rule that applies counts
 
     def severity(self, rule: str) -> str:
-        """The rule's severity; a required signature fails closed unless a policy relaxes it."""
-        return self.severities.get(rule, "error" if rule == "unsigned" else "warning")
+        """The rule's severity; a required signature or provenance fails closed unless a policy
+        relaxes it."""
+        return self.severities.get(rule, "error" if rule in ("unsigned", "provenance") else "warning")
 
     def signers_for(self, name: str) -> tuple[Signer, ...]:
         """The signers required for the image `host[:port]/path`."""
         return tuple(s for s in self.signers if s.applies_to(name))
+
+    def provenance_for(self, name: str) -> ProvenanceRule | None:
+        """The provenance rule for the image `host[:port]/path` (the first that applies), if any."""
+        return next((rule for rule in self.provenance if rule.applies_to(name)), None)
 
     def image_denials(self, registry: str, name: str, tag: str) -> list[tuple[str, str]]:
         """(rule, reason) for the image rules a reference breaks (forbidden tag, registry)."""
@@ -188,6 +197,7 @@ def parse(text: str, where: str, base: Policy | None = None) -> Policy:
         raise PolicyError(f"{where}: unknown key(s) in [images]: {', '.join(sorted(unknown))}")
     inherited = base or Policy("none", {})
     signers = _signers(doc.get("signers"), where) if "signers" in doc else inherited.signers
+    provenance = _provenance(doc["provenance"], where) if "provenance" in doc else inherited.provenance
 
     def strings(key: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
         return _strings(images[key], f"{where}: images.{key}") if key in images else fallback
@@ -198,6 +208,7 @@ def parse(text: str, where: str, base: Policy | None = None) -> Policy:
         forbidden_tags=strings("forbidden_tags", inherited.forbidden_tags),
         allowed_registries=strings("allowed_registries", inherited.allowed_registries),
         signers=signers,
+        provenance=provenance,
         vulnerabilities=_vulnerabilities(doc["vulnerabilities"], where)
         if "vulnerabilities" in doc
         else inherited.vulnerabilities,
@@ -246,6 +257,30 @@ def _signers(raw: object, where: str) -> tuple[Signer, ...]:
             )
         )
     return tuple(signers)
+
+
+_PROVENANCE_KEYS = {"images", "required", "builder_id", "source_uri", "build_type"}
+
+
+def _provenance(raw: object, where: str) -> tuple[ProvenanceRule, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
+        raise PolicyError(f"{where}: [[provenance]] must be an array of tables")
+    rules = []
+    for n, entry in enumerate(raw, 1):
+        at = f"{where}: provenance #{n}"
+        unknown = set(entry) - _PROVENANCE_KEYS
+        if unknown:
+            known = ", ".join(sorted(_PROVENANCE_KEYS))
+            raise PolicyError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}; known: {known}")
+        required = entry.get("required", True)
+        if not isinstance(required, bool):
+            raise PolicyError(f"{at}: required must be true or false")
+        lists = {}
+        for key in ("images", "builder_id", "source_uri", "build_type"):
+            value = entry.get(key, ["*"] if key == "images" else [])
+            lists[key] = _strings([value] if isinstance(value, str) else value, f"{at}: {key}")
+        rules.append(ProvenanceRule(required=required, **lists))
+    return tuple(rules)
 
 
 def load(spec: str | None, builtin_dir: Path = BUILTIN_DIR) -> Policy:

@@ -1,4 +1,5 @@
-"""BitBake side of the lock: pin SRC_URI at parse time, record resolved tags, strict mode.
+"""BitBake side of the lock: pin SRC_URI at parse time, record resolved tags, strict mode, and the
+provenance CONTAINER_POLICY requires (judged on what the lock recorded, before any download).
 
 Called from classes-global/container-lock.bbclass, which the layer INHERITs.
 """
@@ -19,6 +20,8 @@ from ..files import atomic_write
 from ..oci import record
 from ..oci.reference import InvalidReference, parse_url
 from . import lockfile
+from .policy import PolicyError, load_cached
+from .provenance import Rule, judge_recorded
 
 _cache: dict[tuple[str, int, int], lockfile.Lock] = {}
 
@@ -57,7 +60,7 @@ def apply(d: Any) -> None:
             lock = _lock(path)
         except lockfile.LockfileError as err:
             bb.fatal(f"{d.getVar('FILE')}: CONTAINER_LOCKFILE: {err}")
-    changed, violations = False, []
+    changed, violations, provenance = False, [], []
     require_verified = (d.getVar("CONTAINER_REQUIRE_VERIFIED") or "0") == "1"
     for i, url in enumerate(tokens):
         if not url.startswith("docker://"):
@@ -81,10 +84,39 @@ def apply(d: Any) -> None:
             violations.append(url)
         elif require_verified and not (entry and entry.digest == ref.digest and entry.verified):
             violations.append(f"{url} (no signature verified at lock time)")
+        problem = _provenance_problem(d, ref, entry)
+        if problem:
+            provenance.append(f"{url} ({problem})")
     if changed:
         d.setVar("SRC_URI", " ".join(tokens))
-    if _enforced(d):
-        _note_violations(d, violations)
+    _note_violations(d, (violations if _enforced(d) else []) + provenance)
+
+
+def _provenance_rule(d: Any, name: str) -> Rule | None:
+    """The [[provenance]] rule of CONTAINER_POLICY for the image `name` (a policy file is a parse
+    dependency); PolicyError if the policy cannot be read."""
+    spec = (d.getVar("CONTAINER_POLICY") or "").strip()
+    if not spec:
+        return None
+    if Path(spec).is_file():
+        bb.parse.mark_dependency(d, str(Path(spec).resolve()))
+    return load_cached(spec).provenance_for(name)
+
+
+def _provenance_problem(d: Any, ref: Any, entry: lockfile.LockEntry | None) -> str | None:
+    """Why the image's provenance, as the lock recorded it, does not satisfy CONTAINER_POLICY."""
+    try:
+        rule = _provenance_rule(d, ref.name)
+    except PolicyError as err:
+        return f"CONTAINER_POLICY: {err}"
+    if rule is None or not rule.required:
+        return None
+    if not ref.digest:
+        return "provenance: not pinned, so no attestation can name it"
+    recorded = entry.provenance if entry and entry.digest == ref.digest else ()
+    platforms = set(entry.platforms.values()) - {ref.digest} if recorded and entry else set()
+    found = judge_recorded(rule, recorded, ref.digest, platforms)
+    return f"provenance: {found[0]}: {found[1]}" if found else None
 
 
 def _enforced(d: Any) -> bool:
@@ -149,8 +181,6 @@ def check_strict(d: Any, depgraph: dict[str, Any]) -> None:
     BB_STRICT_CHECKSUM judges only what it fetches: an unpinned recipe that
     this build does not fetch (say meta-isar's prebuilt-podman-img) stops nothing.
     """
-    if not _enforced(d):
-        return
     found = strict_violations(d, fetched_recipes(depgraph))
     if not found:
         return
@@ -162,8 +192,9 @@ def check_strict(d: Any, depgraph: dict[str, Any]) -> None:
         else "set CONTAINER_LOCKFILE and run `container-lock update <your layers> --lockfile <file>`"
     )
     bb.fatal(
-        "BB_STRICT_CHECKSUM / CONTAINER_REQUIRE_VERIFIED: these docker:// URLs of this build have no tag "
-        "or no digest (in the recipe or the lockfile), or no signature verified at lock time:\n"
+        "BB_STRICT_CHECKSUM / CONTAINER_REQUIRE_VERIFIED / CONTAINER_POLICY provenance: these docker:// "
+        "URLs of this build have no tag or no digest (in the recipe or the lockfile), no signature "
+        "verified at lock time, or no provenance the policy accepts:\n"
         + "\n".join(lines)
         + f"\nPin them: {fix}, or add ;tag=…;digest=sha256:… in SRC_URI."
     )
