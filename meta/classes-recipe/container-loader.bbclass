@@ -12,6 +12,12 @@ inherit dpkg-raw
 CONTAINER_ENGINE ??= "docker"
 CONTAINER_ENGINE_PACKAGES ??= ""
 CONTAINER_DELETE_AFTER_LOAD ?= "0"
+# On the device: images the loaders loaded and no installed loader package lists any more
+# (an update replaced them, a package was removed) are removed, unless a container uses them;
+# "0" keeps everything. The record of what was loaded lives in CONTAINER_LOADER_STATE_DIR,
+# which must be on the same persistent partition as the engine's store (docs/loader.md).
+CONTAINER_LOADER_PRUNE ?= "1"
+CONTAINER_LOADER_STATE_DIR ?= "/var/lib/container-loader"
 
 # layers: each image as a docker-archive of its layer blobs as fetched (no decompression,
 # no recompression); recompress: uncompressed layers, the archive compressed as a whole
@@ -70,8 +76,13 @@ do_install() {
     sed -e 's|@BPN@|${BPN}|g' \
         -e 's|@CONTAINER_ENGINE@|${CONTAINER_ENGINE}|g' \
         -e 's|@CONTAINER_DELETE_AFTER_LOAD@|${CONTAINER_DELETE_AFTER_LOAD}|g' \
+        -e 's|@CONTAINER_LOADER_PRUNE@|${CONTAINER_LOADER_PRUNE}|g' \
+        -e 's|@CONTAINER_LOADER_STATE_DIR@|${CONTAINER_LOADER_STATE_DIR}|g' \
         ${CONTAINER_UNPACK_ROOT}/container-loader.sh.in > ${D}/usr/share/${BPN}/container-loader.sh
     chmod 755 ${D}/usr/share/${BPN}/container-loader.sh
+    # The installed loader packages of an engine, for pruning: each links its image.list here.
+    install -d ${D}/usr/share/container-loader/${CONTAINER_ENGINE}.d
+    ln -sf ../../${BPN}/image.list ${D}/usr/share/container-loader/${CONTAINER_ENGINE}.d/${BPN}.list
     sed -e 's|@BPN@|${BPN}|g' -e 's|@CONTAINER_ENGINE@|${CONTAINER_ENGINE}|g' \
         ${CONTAINER_UNPACK_ROOT}/container-loader.service.in > ${WORKDIR}/container-loader.service
 }
@@ -256,6 +267,14 @@ def container_loader_install_staged(d, task):
 
 do_prepare_build:append() {
     install -m 644 ${WORKDIR}/container-loader.service ${S}/debian/${BPN}.service
+    # Removal releases the package's images (those no other package lists), while the engine runs.
+    if [ -e ${S}/debian/prerm ] || [ -e ${S}/debian/${BPN}.prerm ]; then
+        bbwarn "${PN}: the recipe has its own prerm: its images are released by the next loader run instead"
+    else
+        printf '%s\n' '#!/bin/sh' 'set -e' \
+            'if [ "$1" = remove ]; then /usr/share/${BPN}/container-loader.sh --release || true; fi' \
+            '#DEBHELPER#' > ${S}/debian/${BPN}.prerm
+    fi
     # The payload is compressed already: build the .deb without compression.
     cat <<EOF >> ${S}/debian/rules
 

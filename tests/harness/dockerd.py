@@ -218,6 +218,7 @@ class Dockerd:
         """An environment whose `docker` (first in PATH) is Debian's client talking to this dockerd."""
         env = self._env()
         env["PATH"] = f"{self.bin}:{env.get('PATH', '/usr/bin:/bin')}"
+        env["CONTAINER_LOADER_STATE_DIR"] = str(self.bin.parent / "loader-state")  # beside the store
         return env
 
     def image_id(self, ref: str) -> str | None:
@@ -265,6 +266,7 @@ class Dockerd:
         images = self.image_ids()
         if images:
             self("rmi", "--force", *images)
+        shutil.rmtree(self.bin.parent / "loader-state", ignore_errors=True)  # what the loaders recorded
 
     def log_tail(self, lines: int = 25) -> str:
         """The last lines of dockerd's log."""

@@ -54,8 +54,13 @@ class Podman:
         return subprocess.run([PODMAN, *self.options, *args], capture_output=True, text=True, check=check)
 
     def env(self) -> dict[str, str]:
-        """An environment whose PATH resolves `podman` and `docker` to this store."""
-        return {**os.environ, "PATH": f"{self.shims}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        """An environment whose PATH resolves `podman` and `docker` to this store; the loaders'
+        state (what they loaded) is kept beside it, as on a device."""
+        return {
+            **os.environ,
+            "PATH": f"{self.shims}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "CONTAINER_LOADER_STATE_DIR": str(self.workdir / "loader-state"),
+        }
 
     def image_id(self, ref: str) -> str | None:
         """The image ID (config digest, hex) a name resolves to, or None."""
