@@ -286,36 +286,28 @@ def find_and_verify(
     source = SignatureSource(name, timeout)
     found: list[Attestation] = []
     for digest in digests:
-        for descriptor in source.bundle_descriptors(digest):
-            for blob in source.layers("@" + descriptor["digest"]).values():
-                if not blob.lstrip().startswith(b"{"):
-                    continue
-                bundle = sha256_digest(blob)
-                claimed = _claimed_predicate(blob)
-                if claimed == COSIGN_SIGN_PREDICATE:
-                    continue  # a signature: `verify` checks those
-                if not any(not s.key for s in signers):
-                    detail = "no keyless signer of the policy applies to this image"
-                    found.append(
-                        Attestation(digest, "bundle", bundle, claimed, detail, failure="untrusted signer")
-                    )
-                    continue
-                statement, check = open_bundle(blob, signers, trusted_root, offline)
-                if statement is None:
-                    failure = (
-                        "untrusted signer"
-                        if check.failure in ("wrong identity", "wrong issuer")
-                        else "invalid signature"
-                    )
-                    found.append(
-                        Attestation(
-                            digest, "bundle", bundle, "", f"bundle {bundle}: {check.detail}", failure=failure
-                        )
-                    )
-                    continue
-                attestation = judge(statement, digest, "bundle", bundle, check.signer or "", rule)
-                if attestation is not None:
-                    found.append(attestation)
+        for bundle, blob in source.bundles(digest):
+            claimed = _claimed_predicate(blob)
+            if claimed == COSIGN_SIGN_PREDICATE:
+                continue  # a signature: `verify` checks those
+            if not any(not s.key for s in signers):
+                detail = "no keyless signer of the policy applies to this image"
+                found.append(
+                    Attestation(digest, "bundle", bundle, claimed, detail, failure="untrusted signer")
+                )
+                continue
+            statement, check = open_bundle(blob, signers, trusted_root, offline)
+            if statement is None:
+                failure = (
+                    "untrusted signer"
+                    if check.failure in ("wrong identity", "wrong issuer")
+                    else "invalid signature"
+                )
+                found.append(Attestation(digest, "bundle", bundle, claimed, check.detail, failure=failure))
+                continue
+            attestation = judge(statement, digest, "bundle", bundle, check.signer or "", rule)
+            if attestation is not None:
+                found.append(attestation)
         att_tag = ":" + digest.replace(":", "-") + ".att"
         manifest = source.manifest(att_tag)
         if manifest is None:

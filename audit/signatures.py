@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -310,6 +311,13 @@ class SignatureSource:
             found = json.loads(index).get("manifests", []) if index else []
         return [m for m in found if m.get("artifactType") == BUNDLE_MEDIA_TYPE]
 
+    def bundles(self, digest: str) -> Iterator[tuple[str, bytes]]:
+        """(bundle digest, bundle JSON) of every bundle artifact that refers to `digest`."""
+        for descriptor in self.bundle_descriptors(digest):
+            for blob in self.layers("@" + descriptor["digest"]).values():
+                if blob.lstrip().startswith(b"{"):
+                    yield sha256_digest(blob), blob
+
 
 def find_and_verify(
     name: str,
@@ -324,16 +332,12 @@ def find_and_verify(
     source = SignatureSource(name, timeout)
     found: list[Evidence] = []
     for digest in digests:
-        for descriptor in source.bundle_descriptors(digest):
-            for blob in source.layers("@" + descriptor["digest"]).values():
-                if not blob.lstrip().startswith(b"{"):
-                    continue
-                bundle = sha256_digest(blob)
-                check = check_bundle(blob, digest, signers, trusted_root, offline)
-                detail = f"bundle {bundle}: {check.detail}"
-                found.append(
-                    Evidence(digest, "bundle", check.verified, check.signer, detail, bundle, check.failure)
-                )
+        for bundle, blob in source.bundles(digest):
+            check = check_bundle(blob, digest, signers, trusted_root, offline)
+            detail = f"bundle {bundle}: {check.detail}"
+            found.append(
+                Evidence(digest, "bundle", check.verified, check.signer, detail, bundle, check.failure)
+            )
         sig_tag = ":" + digest.replace(":", "-") + ".sig"
         legacy = source.manifest(sig_tag)
         if legacy is not None:

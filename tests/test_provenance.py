@@ -464,3 +464,33 @@ def test_end_of_build_sbom_is_given_the_lockfile(tmp_path) -> None:
     with_lock = sbom_command(["cl"], tmp_path, tmp_path / "s.json", "db", lock)
     assert "-l" not in without
     assert with_lock[-4:] == ["--db", "db", "-l", str(lock)]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[[provenance]]\nimages = ["*"]\nbuilder = ["x"]\n', "provenance #1: unknown key(s) builder"),
+        ('[[provenance]]\nrequired = "yes"\n', "provenance #1: required must be true or false"),
+        ("[[provenance]]\nbuild_type = [1]\n", "provenance #1: build_type must be a list of strings"),
+        ('[provenance]\nimages = ["*"]\n', "[[provenance]] must be an array of tables"),
+    ],
+)
+def test_bad_provenance_rules_name_the_file_and_entry(tmp_path, toml, message) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text("version = 1\n" + toml)
+    result = cli("check", tmp_path, "--policy", policy)
+    assert result.returncode == 2 and message in result.stderr and str(policy) in result.stderr, result.stderr
+
+
+def test_rules_accept_a_string_or_a_list_and_the_first_matching_rule_counts() -> None:
+    from containerlock.lock.policy import parse
+
+    policy = parse(
+        'version = 1\n[[provenance]]\nimages = ["r/team/*"]\nsource_uri = "git+https://a/*"\n'
+        '[[provenance]]\nimages = ["r/*"]\nrequired = false\n',
+        "p.toml",
+    )
+    team, other = policy.provenance_for("r/team/app"), policy.provenance_for("r/other")
+    assert team is not None and team.source_uri == ("git+https://a/*",) and team.required
+    assert other is not None and not other.required
+    assert policy.provenance_for("elsewhere/x") is None

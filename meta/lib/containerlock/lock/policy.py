@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -218,17 +219,22 @@ def parse(text: str, where: str, base: Policy | None = None) -> Policy:
 _SIGNER_KEYS = {"images", "issuer", "identity", "issuer_regex", "identity_regex", "key"}
 
 
-def _signers(raw: object, where: str) -> tuple[Signer, ...]:
+def _tables(raw: object, where: str, name: str, keys: set[str]) -> Iterator[tuple[str, dict]]:
+    """(where, table) for each table of the array `[[name]]`, its keys checked against `keys`."""
     if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
-        raise PolicyError(f"{where}: [[signers]] must be an array of tables")
-    signers = []
+        raise PolicyError(f"{where}: [[{name}]] must be an array of tables")
     for n, entry in enumerate(raw, 1):
-        at = f"{where}: signers #{n}"
-        unknown = set(entry) - _SIGNER_KEYS
+        at = f"{where}: {name} #{n}"
+        unknown = set(entry) - keys
         if unknown:
-            raise PolicyError(
-                f"{at}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_SIGNER_KEYS))}"
-            )
+            known = ", ".join(sorted(keys))
+            raise PolicyError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}; known: {known}")
+        yield at, entry
+
+
+def _signers(raw: object, where: str) -> tuple[Signer, ...]:
+    signers = []
+    for at, entry in _tables(raw, where, "signers", _SIGNER_KEYS):
         for key in ("issuer_regex", "identity_regex"):
             if key in entry:
                 try:
@@ -263,15 +269,8 @@ _PROVENANCE_KEYS = {"images", "required", "builder_id", "source_uri", "build_typ
 
 
 def _provenance(raw: object, where: str) -> tuple[ProvenanceRule, ...]:
-    if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
-        raise PolicyError(f"{where}: [[provenance]] must be an array of tables")
     rules = []
-    for n, entry in enumerate(raw, 1):
-        at = f"{where}: provenance #{n}"
-        unknown = set(entry) - _PROVENANCE_KEYS
-        if unknown:
-            known = ", ".join(sorted(_PROVENANCE_KEYS))
-            raise PolicyError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}; known: {known}")
+    for at, entry in _tables(raw, where, "provenance", _PROVENANCE_KEYS):
         required = entry.get("required", True)
         if not isinstance(required, bool):
             raise PolicyError(f"{at}: required must be true or false")
