@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from cyclonedx.factory.license import LicenseFactory
 from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
@@ -19,6 +18,11 @@ from cyclonedx.model.dependency import Dependency
 from cyclonedx.model.tool import ToolRepository
 from cyclonedx.schema.schema import SchemaVersion1Dot6
 from packageurl import PackageURL
+
+try:  # cyclonedx-python-lib moved it; the old location warns
+    from cyclonedx.contrib.license.factories import LicenseFactory
+except ImportError:  # pragma: no cover - releases before the move
+    from cyclonedx.factory.license import LicenseFactory
 
 from containerlock.contents.package_db import Package
 from containerlock.lock.lockfile import Lock
