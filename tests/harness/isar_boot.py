@@ -12,15 +12,21 @@ image writes its observations to the second serial port (`report.log`), in block
 
 so the host parses plain text that the kernel and getty never interleave with, and asserts on
 it. `-snapshot` keeps the built disk image unchanged; guest reboots keep the snapshot, because
-they happen inside one qemu process.
+they happen inside one qemu process. For state that must outlive a qemu process (a power cut is
+`QemuVM.kill()`: SIGKILL to qemu), boot a copy of the image (`disk_copy()`) with `snapshot=False`.
+`fw_cfg` entries and SMBIOS OEM strings pass per-start settings to the guest, and `markers=True`
+adds a third serial port (`markers.log`) for short time-stamped lines the guest writes while the
+report port is in use.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,25 +116,61 @@ def require_tools() -> None:
         )
 
 
+def disk_copy(source: Path, path: Path, size: int | None = None) -> Path:
+    """A sparse copy of the raw disk image `source` at `path`, grown to `size` bytes if given, for a
+    guest whose writes must persist across qemu processes while `source` stays as it is."""
+    subprocess.run(["cp", "--sparse=always", str(source), str(path)], check=True, capture_output=True)
+    if size is not None and size > path.stat().st_size:
+        with path.open("r+b") as disk:
+            disk.truncate(size)
+    return path
+
+
 class QemuVM:
     """qemu-system-x86_64 with TCG, UEFI, the disk image as a snapshot, no display.
 
     The NIC is qemu's user-mode network with `restrict=on`: the guest gets an address by DHCP
-    (so `network-online.target` is reached) and no route anywhere.
+    (so `network-online.target` is reached) and no route anywhere. With `snapshot=False` the
+    guest writes to `disk` (a `disk_copy()`); `fw_cfg` maps names (`opt/cltest/x`) to
+    strings the guest reads under /sys/firmware/qemu_fw_cfg/by_name/; `oem_strings` become SMBIOS
+    type 11 strings.
     """
 
-    def __init__(self, disk: Path, workdir: Path, memory_mb: int = 2048, cpus: int = 2) -> None:
+    def __init__(
+        self,
+        disk: Path,
+        workdir: Path,
+        memory_mb: int = 2048,
+        cpus: int = 2,
+        *,
+        snapshot: bool = True,
+        fw_cfg: Mapping[str, str] | None = None,
+        oem_strings: Iterable[str] = (),
+        markers: bool = False,
+    ) -> None:
         self.disk = disk
         self.workdir = workdir
         self.memory_mb = memory_mb
         self.cpus = cpus
+        self.snapshot = snapshot
+        self.fw_cfg = dict(fw_cfg or {})
+        self.oem_strings = list(oem_strings)
         self.console = workdir / "console.log"
         self.report = workdir / "report.log"
+        self.markers = workdir / "markers.log" if markers else None
         self.stderr = workdir / "qemu.stderr"
         self._process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         """The qemu command line."""
+        fmt = "qcow2" if self.disk.suffix == ".qcow2" else "raw"
+        extra: list[str] = [] if not self.snapshot else ["-snapshot"]
+        for name, value in self.fw_cfg.items():
+            extra += ["-fw_cfg", f"name={name},string={value.replace(',', ',,')}"]
+        for value in self.oem_strings:
+            extra += ["-smbios", f"type=11,value={value.replace(',', ',,')}"]
+        if self.markers is not None:
+            extra += ["-serial", f"file:{self.markers}"]
         return [
             QEMU,
             "-accel", "tcg",
@@ -136,13 +178,13 @@ class QemuVM:
             "-m", str(self.memory_mb),
             "-smp", str(self.cpus),
             "-bios", str(OVMF),
-            "-drive", f"file={self.disk},format=raw,if=ide",
-            "-snapshot",
+            "-drive", f"file={self.disk},format={fmt},if=ide",
             "-nic", "user,model=virtio-net-pci,restrict=on",
             "-display", "none",
             "-monitor", "none",
             "-serial", f"file:{self.console}",
             "-serial", f"file:{self.report}",
+            *extra,
         ]  # fmt: skip
 
     def start(self) -> QemuVM:
@@ -189,6 +231,17 @@ class QemuVM:
             return self._process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the guest did not power off in time:\n{self.console_tail()}") from None
+
+    def marker_lines(self) -> list[str]:
+        """The complete lines the guest wrote to the third serial port so far (`markers=True`)."""
+        text = self._text(self.markers) if self.markers is not None else ""
+        return [line.strip("\r\x00") for line in text.split("\n")[:-1] if line.strip("\r\x00")]
+
+    def kill(self) -> None:
+        """Pull the plug: SIGKILL to qemu (no shutdown, nothing flushed by the guest after this)."""
+        assert self._process is not None, "qemu was not started"
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait()
 
     def close(self) -> None:
         """Stop qemu if it still runs."""
