@@ -211,3 +211,31 @@ def test_docker_update_prunes_the_replaced_image(build, tmp_path, versions, dock
     assert dockerd.image_id(config_hex(a)) is None
     assert f"pruned {a.reference} ({config_hex(a)})" in result.stderr
     dockerd.remove_all()
+
+
+def test_a_record_is_not_forgotten_while_the_engine_does_not_answer(
+    build, tmp_path, versions, podman
+) -> None:
+    """Pruning asks the engine whether a recorded image still exists; an engine that stopped
+    answering is no answer: the record stays for the next run."""
+    a, b, _ = versions
+    root = tmp_path / "target"
+    assert run(package(build, root, "app", a), podman.env()).returncode == 0
+    share = package(build, root, "app", b)
+    state = Path(podman.env()["CONTAINER_LOADER_STATE_DIR"]) / "podman" / "loaded"
+    flaky = tmp_path / "flaky"
+    flaky.mkdir()
+    # An engine that loads and answers `info` once, then fails every call (it died mid-run).
+    (flaky / "podman").write_text(
+        "#!/bin/sh\n"
+        f"n=$(cat {tmp_path}/calls 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/calls\n"
+        f'[ "$1" = load ] || [ "$1" = tag ] || [ "$n" -lt 4 ] || exit 125\n'
+        f'exec {podman.shims / "podman"} "$@"\n'
+    )
+    (flaky / "podman").chmod(0o755)
+    env = {**podman.env(), "PATH": f"{flaky}:{podman.env()['PATH']}"}
+    run(share, env)
+    assert f"{config_hex(a)} {a.reference}" in state.read_text()
+    again = run(share, podman.env())
+    assert f"pruned {a.reference} ({config_hex(a)})" in again.stderr
+    assert podman.image_id(config_hex(a)) is None
