@@ -36,7 +36,15 @@ def _load(path: Path) -> tuple[Release, dict[str, Any] | None]:
         return _from_manifests(path, deploy_dir=True)
     doc = _json(path)
     if isinstance(doc, dict) and doc.get("bomFormat") == "CycloneDX":
-        return of_sbom(doc, str(path)), doc
+        try:
+            return of_sbom(doc, str(path)), doc
+        except (AttributeError, TypeError, KeyError, ValueError) as err:
+            if isinstance(err, ReleaseInputError):
+                raise
+            raise ReleaseInputError(
+                f"{path}: a CycloneDX document container-lock cannot read ({type(err).__name__}: {err}); "
+                "give the SBOM `container-lock sbom` wrote"
+            ) from None
     if isinstance(doc, dict) and isinstance(doc.get("images"), dict) and "package" not in doc:
         return _of_lockfile(path), None
     if isinstance(doc, dict) and isinstance(doc.get("images"), list) and "package" in doc:

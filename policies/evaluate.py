@@ -9,7 +9,7 @@ from typing import Protocol
 
 from containerlock.lock.lockfile import Lock
 from containerlock.lock.policy import Policy
-from containerlock.lock.provenance import judge_recorded
+from containerlock.lock.provenance import judge_lock_entry
 from containerlock.oci.reference import ImageReference
 
 
@@ -77,9 +77,7 @@ def evaluate(found: Sequence[Reference], lock: Lock, lock_path: Path | None, pol
             if pin is None:
                 add("provenance", f.where, f"{key}: not pinned, so no attestation can name it")
             else:
-                recorded = entry.provenance if entry and entry.digest == pin else ()
-                platforms = set(entry.platforms.values()) - {pin} if entry and recorded else set()
-                problem = judge_recorded(requirement, recorded, pin, platforms)
+                problem = judge_lock_entry(requirement, entry, pin)
                 if problem is not None:
                     add("provenance", f.where, f"{key}: provenance: {problem[0]}: {problem[1]}")
     if found and lock_path is not None:

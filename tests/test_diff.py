@@ -457,6 +457,24 @@ def test_lockfiles_compare_images_only(releases) -> None:
         (lambda r, t: (t / "x.json").write_text("<bom/>"), ("{x}", "{new_sbom}"), "XML"),
         (lambda r, t: (t / "x.json").write_text("{"), ("{x}", "{new_sbom}"), "not valid JSON"),
         (lambda r, t: None, ("{x}", "{new_sbom}"), "no such file"),
+        (
+            lambda r, t: _write(
+                t / "x.json",
+                {
+                    "bomFormat": "CycloneDX",
+                    "specVersion": "1.6",
+                    "components": [
+                        {
+                            "type": "container",
+                            "properties": [{"name": "container-lock:platform", "value": "linux/amd64"}],
+                            "components": ["junk"],
+                        }
+                    ],
+                },
+            ),
+            ("{x}", "{new_sbom}"),
+            "a CycloneDX document container-lock cannot read",
+        ),
         (lambda r, t: None, ("{old_lock}", "{new_sbom}"), "is a lockfile"),
         (lambda r, t: None, ("{old_lock}", "{new_lock}", "--db", "{db}"), "lockfiles list images only"),
         (lambda r, t: None, ("{old_sbom}", "{new_sbom}", "--fail-on-new", "high"), "cannot be compared"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatch
+from typing import Any
 
 # Why an image's provenance is not accepted, most telling first (the status `verify` reports).
 REASONS = (
@@ -108,3 +109,11 @@ def judge_recorded(
     if found:
         return found[0]
     return "no attestation", f"no verified provenance recorded for {pin} in the lockfile; {RECORD_HINT}"
+
+
+def judge_lock_entry(rule: Rule, entry: Any, pin: str) -> tuple[str, str] | None:
+    """`judge_recorded` for the lock entry (a `LockEntry` or None) of the image pinned by `pin`:
+    what it recorded counts only while it pins that digest."""
+    recorded = entry.provenance if entry is not None and entry.digest == pin else ()
+    platforms = set(entry.platforms.values()) - {pin} if recorded else set()
+    return judge_recorded(rule, recorded, pin, platforms)

@@ -21,7 +21,7 @@ from ..oci import record
 from ..oci.reference import InvalidReference, parse_url
 from . import lockfile
 from .policy import PolicyError, load_cached
-from .provenance import Rule, judge_recorded
+from .provenance import Rule, judge_lock_entry
 
 _cache: dict[tuple[str, int, int], lockfile.Lock] = {}
 
@@ -113,9 +113,7 @@ def _provenance_problem(d: Any, ref: Any, entry: lockfile.LockEntry | None) -> s
         return None
     if not ref.digest:
         return "provenance: not pinned, so no attestation can name it"
-    recorded = entry.provenance if entry and entry.digest == ref.digest else ()
-    platforms = set(entry.platforms.values()) - {ref.digest} if recorded and entry else set()
-    found = judge_recorded(rule, recorded, ref.digest, platforms)
+    found = judge_lock_entry(rule, entry, ref.digest)
     return f"provenance: {found[0]}: {found[1]}" if found else None
 
 
