@@ -147,7 +147,23 @@ def give_to_build_user(*paths: Path) -> None:
             if mode & 0o005 != 0o005 and parent.owner() != user:
                 raise IsarError(f"{parent} is not readable by the build user {user}; use another work dir")
         if path.exists():
-            subprocess.run(["chown", "-R", f"{user}:", str(path)], check=True)
+            _chown_tree(path, user)
+
+
+def _chown_tree(root: Path, user: str) -> None:
+    """`chown -R user:` that tolerates files vanishing meanwhile (a bitbake server that is still
+    exiting removes its `bitbake.lock` at a moment of its own choosing)."""
+    entry = pwd.getpwnam(user)
+    owner = (entry.pw_uid, entry.pw_gid)
+
+    def chown(path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(path, *owner, follow_symlinks=False)
+
+    chown(str(root))
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            chown(os.path.join(parent, name))
 
 
 _WORK_ROOT: list[Path] = []
