@@ -59,10 +59,6 @@ from tests.harness.registry import Registry
 pytestmark = [pytest.mark.isar, pytest.mark.boot]
 
 IMAGE = "isar-image-base"
-FLAKY = pytest.mark.skip(
-    reason="failed in the full CI run at 2635b91 after passing twice on the developer machine; cause not "
-    "found yet (issue 24 stays open)"
-)
 BUILD_TIMEOUT = 30 * 60.0
 BOOT_TIMEOUT = 12 * 60.0  # one boot, until the guest reports and powers off
 ENGINES = ("docker", "podman")
@@ -895,7 +891,6 @@ def test_engine_killed_mid_load(life: Life, faults: Chain, capsys: pytest.Captur
     assert all(mid_load.values()), f"no kill landed in the middle of a load: {mid_load}"
 
 
-@FLAKY
 def test_full_data_partition(life: Life, faults: Chain, capsys: pytest.CaptureFixture[str]) -> None:
     images = life.built.images
     ref, a = images.ref, config_hex(images.a)
@@ -927,7 +922,6 @@ def test_full_data_partition(life: Life, faults: Chain, capsys: pytest.CaptureFi
     )
 
 
-@FLAKY
 def test_power_cuts_mid_load(life: Life, faults: Chain, capsys: pytest.CaptureFixture[str]) -> None:
     images = life.built.images
     ref, a = images.ref, config_hex(images.a)
