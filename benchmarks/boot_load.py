@@ -8,15 +8,17 @@ held back at boot; in the guest, for each engine and repetition, with the images
 and the page cache dropped before each run:
 
 - `loader`: `systemctl restart cltest-bench-<engine>` (the unit's start to all five images loaded,
-  tagged, verified, recorded, pruning done: the time from the loader's start to all images usable);
+  tagged, verified, recorded, pruning done: the time from the loader's start to all images usable),
+  with the class's default CONTAINER_LOADER_JOBS (2 loads at a time);
+- `loader1`: the same with CONTAINER_LOADER_JOBS=1 (`systemctl set-environment`): one at a time;
 - `bare`: the same archives by hand, one after the other: `zstd -dc <archive> | <engine> load`
   (podman) or `<engine> load < <archive>` (docker);
 - `pairs`: the same, two loads at a time.
 
-The order of the three turns with each repetition. Printed: medians (guest clock), loader / bare
-(goal ≤ 1.1×) and pairs / bare.
+The order of the four turns with each repetition. Printed: medians (guest clock), loader / bare
+(goal ≤ 1.1×), loader1 / bare and pairs / bare.
 
-Run: `.venv/bin/python -m benchmarks.boot_load [--reps 3] [--disk <lifetime .wic>]`; without
+Run: `.venv/bin/python -m benchmarks.boot_load [--reps 4] [--disk <lifetime .wic>]`; without
 `--disk` it builds the image first (a registry on loopback, ~10 min). A kept build of the test
 (`CONTAINER_LOCK_KEEP_ISAR=1`) has the `.wic` under `<work dir>/lifetime-*/tmp/deploy/images/`.
 """
@@ -31,9 +33,17 @@ from pathlib import Path
 
 from benchmarks.common import machine, registry_with_factory
 from tests.harness.isar_boot import Section, disk_copy, parse_reports
-from tests.test_isar_lifetime import BENCH_IMAGES, BENCH_MIB, DISK_SIZE, ENGINES, boot, build_image
+from tests.test_isar_lifetime import (
+    BENCH_IMAGES,
+    BENCH_MIB,
+    BOOT_TIMEOUT,
+    DISK_SIZE,
+    ENGINES,
+    boot,
+    build_image,
+)
 
-KINDS = ("loader", "bare", "pairs")
+KINDS = ("loader", "loader1", "bare", "pairs")
 
 
 def parse(section: Section, journal: str = "") -> dict[tuple[str, str], list[float]]:
@@ -55,7 +65,11 @@ def measure(disk: Path, workdir: Path, reps: int) -> dict[tuple[str, str], list[
     """Boot a copy of `disk` once and run the guest's benchmark; seconds per (engine, kind)."""
     start = time.monotonic()
     booted = boot(
-        disk_copy(disk, workdir / "bench.img", DISK_SIZE), workdir, "bench", f"prepare bench reps={reps}"
+        disk_copy(disk, workdir / "bench.img", DISK_SIZE),
+        workdir,
+        "bench",
+        f"prepare bench reps={reps}",
+        timeout=BOOT_TIMEOUT + reps * 8 * 90.0,  # 2 engines x 4 kinds a repetition
     )
     print(f"boot and benchmark: {time.monotonic() - start:.0f} s")
     return parse(booted.report["bench"], booted.report["bench journal"].output)
@@ -63,7 +77,7 @@ def measure(disk: Path, workdir: Path, reps: int) -> dict[tuple[str, str], list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--disk", type=Path, help="the lifetime test's .wic (else it is built)")
     parser.add_argument("--report", type=Path, help="summarize the report.log of an earlier run instead")
     args = parser.parse_args()
@@ -90,9 +104,11 @@ def summarize(times: dict[tuple[str, str], list[float]], reps: int) -> None:
         med = {kind: statistics.median(times[(engine, kind)]) for kind in KINDS}
         runs = {kind: " / ".join(f"{t:.2f}" for t in times[(engine, kind)]) for kind in KINDS}
         print(
-            f"  {engine}: loader {med['loader']:.2f} s ({runs['loader']}), bare {med['bare']:.2f} s "
-            f"({runs['bare']}), two at a time {med['pairs']:.2f} s ({runs['pairs']}); "
+            f"  {engine}: loader {med['loader']:.2f} s ({runs['loader']}), loader one at a time "
+            f"{med['loader1']:.2f} s ({runs['loader1']}), bare {med['bare']:.2f} s ({runs['bare']}), "
+            f"bare two at a time {med['pairs']:.2f} s ({runs['pairs']}); "
             f"loader / bare {med['loader'] / med['bare']:.2f}x, "
+            f"loader1 / bare {med['loader1'] / med['bare']:.2f}x, "
             f"pairs / bare {med['pairs'] / med['bare']:.2f}x"
         )
 
