@@ -189,7 +189,13 @@ def test_package_metadata_and_uncompressed_deb(build, image_factory, engine, dep
     rules = (Path(d.getVar("S")) / "debian" / "rules").read_text()
     assert "dh_builddeb -- -Znone" in rules
     unit = (Path(d.getVar("S")) / "debian" / f"meta-{engine}.service").read_text()
-    assert f"Requires={engine}.service" in unit
+    # docker: after and with its daemon; podman has none (podman.service is the REST API server,
+    # which the loader does not use and would start beside every load)
+    engine_lines = {line for line in unit.splitlines() if line.startswith(("After=", "Requires="))}
+    want = {"After=docker.service", "Requires=docker.service"} if engine == "docker" else set()
+    assert engine_lines == want, unit
+    assert "RequiresMountsFor=/var/lib/container-loader\n" in unit  # the record's partition
+    assert "@" not in unit, unit
     assert f"ExecStart=/usr/share/meta-{engine}/container-loader.sh" in unit
     line = (payload(d) / "image.list").read_text().split()
     plat = image.platforms["linux/amd64"]

@@ -10,6 +10,10 @@
 inherit dpkg-raw
 
 CONTAINER_ENGINE ??= "docker"
+# The engine's daemon the loader unit starts after and requires (docker-loader: docker.service);
+# empty for podman-loader: podman has no daemon, and requiring podman.service (the REST API)
+# started an API server beside every first-boot load.
+CONTAINER_ENGINE_SERVICE ??= "${CONTAINER_ENGINE}.service"
 CONTAINER_ENGINE_PACKAGES ??= ""
 CONTAINER_DELETE_AFTER_LOAD ?= "0"
 # On the device: images the loaders loaded and no installed loader package lists any more
@@ -87,7 +91,13 @@ do_install() {
     # The installed loader packages of an engine, for pruning: each links its image.list here.
     install -d ${D}/usr/share/container-loader/${CONTAINER_ENGINE}.d
     ln -sf ../../${BPN}/image.list ${D}/usr/share/container-loader/${CONTAINER_ENGINE}.d/${BPN}.list
-    sed -e 's|@BPN@|${BPN}|g' -e 's|@CONTAINER_ENGINE@|${CONTAINER_ENGINE}|g' \
+    if [ -n "${CONTAINER_ENGINE_SERVICE}" ]; then
+        engine_unit='s|@CONTAINER_ENGINE_SERVICE@|${CONTAINER_ENGINE_SERVICE}|g'
+    else
+        engine_unit='/@CONTAINER_ENGINE_SERVICE@/d'
+    fi
+    sed -e 's|@BPN@|${BPN}|g' -e 's|@CONTAINER_ENGINE@|${CONTAINER_ENGINE}|g' -e "$engine_unit" \
+        -e 's|@CONTAINER_LOADER_STATE_DIR@|${CONTAINER_LOADER_STATE_DIR}|g' \
         ${CONTAINER_UNPACK_ROOT}/container-loader.service.in > ${WORKDIR}/container-loader.service
 }
 
