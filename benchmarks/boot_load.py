@@ -9,7 +9,7 @@ and the page cache dropped before each run:
 
 - `loader`: `systemctl restart cltest-bench-<engine>` (the unit's start to all five images loaded,
   tagged, verified, recorded, pruning done: the time from the loader's start to all images usable),
-  with the class's default CONTAINER_LOADER_JOBS (2 loads at a time);
+  with the class's default CONTAINER_LOADER_JOBS (docker-loader 2 at a time, podman-loader 1);
 - `loader1`: the same with CONTAINER_LOADER_JOBS=1 (`systemctl set-environment`): one at a time;
 - `bare`: the same archives by hand, one after the other: `zstd -dc <archive> | <engine> load`
   (podman) or `<engine> load < <archive>` (docker);

@@ -195,6 +195,9 @@ def test_package_metadata_and_uncompressed_deb(build, image_factory, engine, dep
     want = {"After=docker.service", "Requires=docker.service"} if engine == "docker" else set()
     assert engine_lines == want, unit
     assert "RequiresMountsFor=/var/lib/container-loader\n" in unit  # the record's partition
+    # loads at a time: docker 2, podman 1 (two at a time was not faster, docs/loader.md)
+    script = (Path(d.getVar("D")) / "usr" / "share" / f"meta-{engine}" / "container-loader.sh").read_text()
+    assert f"jobs=${{CONTAINER_LOADER_JOBS:-{2 if engine == 'docker' else 1}}}\n" in script
     assert "@" not in unit, unit
     assert f"ExecStart=/usr/share/meta-{engine}/container-loader.sh" in unit
     line = (payload(d) / "image.list").read_text().split()

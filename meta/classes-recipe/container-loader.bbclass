@@ -23,8 +23,9 @@ CONTAINER_DELETE_AFTER_LOAD ?= "0"
 CONTAINER_LOADER_PRUNE ?= "1"
 CONTAINER_LOADER_STATE_DIR ?= "/var/lib/container-loader"
 # How many images the loader loads at a time on the device (the engines accept concurrent
-# loads; on the 2-vCPU test VM two at a time is faster than one, docs/loader.md).
-CONTAINER_LOADER_JOBS ?= "2"
+# loads). docker-loader: 2, faster than one at a time on the 2-vCPU test VM; podman-loader: 1,
+# where two at a time was not faster (docs/loader.md, "First-boot time").
+CONTAINER_LOADER_JOBS ??= "2"
 
 # layers: each image as a docker-archive of its layer blobs as fetched (no decompression,
 # no recompression); recompress: uncompressed layers, the archive compressed as a whole
