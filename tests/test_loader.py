@@ -337,9 +337,18 @@ def _shim(tmp_path: Path, podman, body: str) -> dict[str, str]:
 
 
 def test_loader_waits_for_the_engine_then_fails_visibly(build, tmp_path, image_factory, podman) -> None:
+    """Asked (podman's store file not read), an engine that does not answer is waited for, then
+    given up on visibly; with the store file read, a podman that fails fails the loads by name."""
     image = image_factory.single_arch("loader/wait", tag="1.0")
     share = install_deb(build.run(loader_recipe(build, "wait", image), *PACKAGE_TASKS), tmp_path / "target")
     env = _shim(tmp_path, podman, "exit 125")  # the engine does not answer at all
+    result = subprocess.run(
+        [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 1
+    assert f"{image.reference}: loading {share}/images/" in result.stderr
+    assert "1 with errors" in result.stderr
+    env["CONTAINER_LOADER_READ_STORE"] = "0"
     env["CONTAINER_LOADER_ENGINE_WAIT"] = "2"
     result = subprocess.run(
         [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=60
@@ -348,6 +357,7 @@ def test_loader_waits_for_the_engine_then_fails_visibly(build, tmp_path, image_f
     # The engine comes up a moment later (its first answer fails): the loader waits for it and loads.
     flag = tmp_path / "engine-up"
     env = _shim(tmp_path, podman, f"if [ ! -e {flag} ]; then touch {flag}; exit 125; fi")
+    env["CONTAINER_LOADER_READ_STORE"] = "0"
     result = subprocess.run(
         [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=60
     )
@@ -411,20 +421,25 @@ def test_engine_store_full_then_grown_rerun_converges(build, tmp_path, image_fac
         engine.close()
 
 
-def _kill_engine_load(store: Path, timeout: float = 60.0) -> bool:
-    """SIGKILL the first `podman … load` on `store` once it runs; whether one was killed."""
+def _kill_engine_load(storage_conf: Path, timeout: float = 60.0) -> bool:
+    """SIGKILL the first `podman … load` on the store `storage_conf` names once it runs; whether
+    one was killed."""
+    mark = f"CONTAINERS_STORAGE_CONF={storage_conf}".encode()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for proc in Path("/proc").iterdir():
             try:
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
+                if b"load" not in argv or not argv[0].endswith(b"podman"):
+                    continue
+                if mark not in (proc / "environ").read_bytes().split(b"\0"):
+                    continue
             except OSError:
                 continue
-            if str(store).encode() in argv and b"load" in argv:
-                time.sleep(0.05)  # into the load
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(proc.name), signal.SIGKILL)
-                return True
+            time.sleep(0.05)  # into the load
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+            return True
         time.sleep(0.002)
     return False
 
@@ -439,7 +454,7 @@ def test_engine_killed_mid_load_then_rerun_converges(build, tmp_path, image_fact
         build.run(loader_recipe(build, "power", *images), *PACKAGE_TASKS), tmp_path / "target"
     )
     with ThreadPoolExecutor(1) as pool:
-        killer = pool.submit(_kill_engine_load, podman.workdir / "root")
+        killer = pool.submit(_kill_engine_load, podman.storage_conf)
         first = run_loader(share, podman)
         assert killer.result() is True
     assert first.returncode == 1 and "failed" in first.stderr, first.stderr

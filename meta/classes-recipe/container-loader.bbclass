@@ -26,6 +26,10 @@ CONTAINER_LOADER_STATE_DIR ?= "/var/lib/container-loader"
 # loads). docker-loader: 2, faster than one at a time on the 2-vCPU test VM; podman-loader: 1,
 # where two at a time was not faster (docs/loader.md, "First-boot time").
 CONTAINER_LOADER_JOBS ??= "2"
+# podman-loader: read podman's store file (images.json) instead of starting podman to list the
+# store and to verify the loads, when the loader can be sure which file podman uses; "0" always
+# asks podman (for a podman whose store is not the one storage.conf names). docs/loader.md.
+CONTAINER_LOADER_READ_STORE ?= "1"
 
 # layers: each image as a docker-archive of its layer blobs as fetched (no decompression,
 # no recompression); recompress: uncompressed layers, the archive compressed as a whole
@@ -86,6 +90,7 @@ do_install() {
         -e 's|@CONTAINER_DELETE_AFTER_LOAD@|${CONTAINER_DELETE_AFTER_LOAD}|g' \
         -e 's|@CONTAINER_LOADER_PRUNE@|${CONTAINER_LOADER_PRUNE}|g' \
         -e 's|@CONTAINER_LOADER_JOBS@|${CONTAINER_LOADER_JOBS}|g' \
+        -e 's|@CONTAINER_LOADER_READ_STORE@|${CONTAINER_LOADER_READ_STORE}|g' \
         -e 's|@CONTAINER_LOADER_STATE_DIR@|${CONTAINER_LOADER_STATE_DIR}|g' \
         ${CONTAINER_UNPACK_ROOT}/container-loader.sh.in > ${D}/usr/share/${BPN}/container-loader.sh
     chmod 755 ${D}/usr/share/${BPN}/container-loader.sh

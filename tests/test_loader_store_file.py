@@ -1,0 +1,165 @@
+"""podman-loader reads podman's store file instead of starting podman to list and verify.
+
+On a slow device each podman start costs about a second (docs/loader.md, *First-boot time*), so
+the loader reads `<graphroot>/<driver>-images/images.json` (where containers/storage keeps every
+image's ID and names) when it is sure that is the file root's podman uses, and asks podman
+otherwise. Checked on a real podman store: which engine calls a first and a second run make
+under each storage configuration (and with the file's reading turned off), and that the images
+are right either way.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.harness.bitbake import PACKAGE_TASKS
+from tests.harness.podman import Podman
+from tests.test_loader import install_deb, loader_recipe
+
+IMAGES = 3
+
+
+def _conf(podman: Podman, driver: str | None = "vfs", options: str = "") -> None:
+    """Rewrite the store's storage.conf (the same store: graphroot and runroot unchanged)."""
+    lines = ["# written by the test", "[storage]"]
+    if driver:
+        lines.append(f'driver = "{driver}"  # a comment')
+    lines += [f"graphroot = '{podman.workdir / 'root'}'", f'runroot = "{podman.runroot}"', options]
+    podman.storage_conf.write_text("\n".join(lines) + "\n")
+
+
+CONFIGS = {
+    # name: (storage.conf driver, extra text, environment, the loader reads the store file)
+    "default": ("vfs", "", {}, True),
+    "no-driver": (None, "", {}, True),  # podman picks one; the loader finds its one store
+    "empty-lists": (
+        "vfs",
+        "[storage.options]\nadditionalimagestores = [\n  # none\n]\nadditionallayerstores=[]",
+        {},
+        True,
+    ),
+    "asked": ("vfs", "", {"CONTAINER_LOADER_READ_STORE": "0"}, False),
+    "asked-by-recipe": ("vfs", "", {}, False),  # CONTAINER_LOADER_READ_STORE = "0" in the recipe
+    "other-image-store": ("vfs", '[storage.options]\nadditionalimagestores = [\n  "{extra}",\n]', {}, False),
+    "escaped-root": ("vfs", "", {}, False),  # a graphroot the loader does not parse: asked
+}
+
+
+def _calling_podman(directory: Path, podman: Podman) -> tuple[Path, Path]:
+    """A `podman` that logs each call's subcommand and runs the test store's; (its dir, log)."""
+    directory.mkdir(parents=True)
+    log = directory / "calls.log"
+    shim = directory / "podman"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f'echo "$1 ${{2:-}}" >> {shlex.quote(str(log))}\n'
+        f'exec {shlex.quote(str(podman.shims / "podman"))} "$@"\n'
+    )
+    shim.chmod(0o755)
+    return directory, log
+
+
+def _run(share: Path, env: dict[str, str], log: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    log.unlink(missing_ok=True)
+    result = subprocess.run(
+        [str(share / "container-loader.sh")], capture_output=True, text=True, env=env, timeout=300
+    )
+    calls = log.read_text().splitlines() if log.exists() else []
+    return result, calls
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_podman_is_started_only_to_load_when_its_store_file_can_be_read(
+    build, tmp_path, image_factory, podman, config
+) -> None:
+    driver, options, extra_env, reads_file = CONFIGS[config]
+    extra = tmp_path / "extra-store"
+    extra.mkdir()
+    _conf(podman, driver, options.format(extra=extra))
+    if config == "escaped-root":
+        text = podman.storage_conf.read_text().replace(f"graphroot = '{podman.workdir / 'root'}'", "")
+        podman.storage_conf.write_text(
+            text.replace("[storage]", f'[storage]\ngraphroot = "{podman.workdir}/\\u0072oot"')
+        )
+    images = [image_factory.single_arch(f"store/file-{i}", tag="1.0") for i in range(IMAGES)]
+    share = install_deb(
+        build.run(
+            loader_recipe(
+                build,
+                "sfile",
+                *images,
+                extra='CONTAINER_LOADER_READ_STORE = "0"' if config == "asked-by-recipe" else "",
+            ),
+            *PACKAGE_TASKS,
+        ),
+        tmp_path / "target",
+    )
+    bin_dir, log = _calling_podman(tmp_path / "calls", podman)
+    env = {**podman.env(), **extra_env, "PATH": f"{bin_dir}:{podman.env()['PATH']}"}
+
+    first, calls = _run(share, env, log)
+    assert first.returncode == 0, first.stderr
+    for image in images:
+        want = image.platforms["linux/amd64"].config_digest.split(":")[1]
+        assert podman.image_id(image.reference) == want
+        assert f"{image.reference}: loaded ({want})" in first.stderr
+    loads = ["load -q"] * IMAGES
+    if reads_file:
+        assert calls == loads  # no listing before, no inspection after
+    else:
+        assert calls == ["image ls", *loads, "image inspect"]
+
+    second, calls = _run(share, env, log)
+    assert second.returncode == 0, second.stderr
+    assert f"nothing to do: {IMAGES} image(s) already present" in second.stderr
+    # Whether a present reference names its image is always asked (podman checks the image is whole).
+    assert calls == (["image inspect"] if reads_file else ["image ls", "image inspect"])
+
+
+def test_a_reference_the_store_file_does_not_confirm_is_asked_and_repaired(
+    build, tmp_path, image_factory, podman
+) -> None:
+    """The store file only ever confirms: a reference it shows on another image (here the tag was
+    moved by hand after the load) is asked of podman and tagged right."""
+    images = [image_factory.single_arch(f"store/moved-{i}", tag="1.0") for i in range(2)]
+    share = install_deb(
+        build.run(loader_recipe(build, "smoved", *images), *PACKAGE_TASKS), tmp_path / "target"
+    )
+    bin_dir, log = _calling_podman(tmp_path / "calls", podman)
+    # A podman whose loads leave the first reference on the second image.
+    moving = tmp_path / "moving"
+    moving.mkdir()
+    store = shlex.quote(str(podman.shims / "podman"))
+    (moving / "podman").write_text(
+        "#!/bin/sh\n"
+        f'{shlex.quote(str(bin_dir / "podman"))} "$@" || exit\n'
+        f'if [ "$1" = load ] && {store} image exists {images[1].reference}; then\n'
+        f"  {store} tag {images[1].reference} {images[0].reference}\n"
+        "fi\n"
+    )
+    (moving / "podman").chmod(0o755)
+    env = {
+        **podman.env(),
+        "PATH": f"{moving}:{podman.env()['PATH']}",
+        "CONTAINER_LOADER_DELETE_AFTER_LOAD": "0",
+    }
+    result, calls = _run(share, env, log)
+    assert result.returncode == 0, result.stderr
+    for image in images:
+        assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
+    # Both loaded; the file confirmed the second; the first was asked (the batch, then load_one:
+    # the reference, the ID), tagged and verified.
+    first_id = images[0].platforms["linux/amd64"].config_digest.split(":")[1]
+    assert calls == [
+        "load -q",
+        "load -q",
+        "image inspect",
+        "image inspect",
+        "image inspect",
+        f"tag {first_id}",
+        "image inspect",
+    ], calls
