@@ -4,8 +4,8 @@ The image of tests/test_isar_lifetime.py (upstream Isar master, qemuamd64, bookw
 2 GB) carries `cltest-bench-docker` and `cltest-bench-podman`: five images each (8 MiB of
 incompressible data in one layer each, plus a small base), each package with its class's default
 payload (docker: the registry's gzip layers; podman: a recompressed zstd archive). Their units are
-held back at boot; in the guest, for each engine and repetition, with the images removed, `sync`
-and the page cache dropped before each run:
+held back at boot; in the guest, for each engine and repetition, with the images removed (podman:
+its whole store, as on a first boot), `sync` and the page cache dropped before each run:
 
 - `loader`: `systemctl restart cltest-bench-<engine>` (the unit's start to all five images loaded,
   tagged, verified, recorded, pruning done: the time from the loader's start to all images usable),

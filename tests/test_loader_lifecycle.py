@@ -225,10 +225,11 @@ def test_a_record_is_not_forgotten_while_the_engine_does_not_answer(
     state = Path(podman.env()["CONTAINER_LOADER_STATE_DIR"]) / "podman" / "loaded"
     flaky = tmp_path / "flaky"
     flaky.mkdir()
-    # An engine that loads (the loader reads podman's store file for the rest), then fails every
-    # call (it died mid-run).
+    # An engine that loads and verifies B, then fails every call pruning makes (it died mid-run).
     (flaky / "podman").write_text(
-        f'#!/bin/sh\n[ "$1" = load ] || [ "$1" = tag ] || exit 125\nexec {podman.shims / "podman"} "$@"\n'
+        "#!/bin/sh\n"
+        f'case "$*" in *{config_hex(a)}*|info*|ps*|rmi*) exit 125 ;; esac\n'
+        f'exec {podman.shims / "podman"} "$@"\n'
     )
     (flaky / "podman").chmod(0o755)
     env = {**podman.env(), "PATH": f"{flaky}:{podman.env()['PATH']}"}

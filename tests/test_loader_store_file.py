@@ -163,3 +163,25 @@ def test_a_reference_the_store_file_does_not_confirm_is_asked_and_repaired(
         f"tag {first_id}",
         "image inspect",
     ], calls
+
+
+def test_in_a_store_with_layers_already_podman_verifies_the_loads(
+    build, tmp_path, image_factory, podman
+) -> None:
+    """The store file confirms loads only in a store that had no layer before the run: a layer an
+    interrupted load left behind can be reused by a load that succeeds and still be unreadable,
+    which only podman's inspection finds."""
+    earlier = image_factory.single_arch("store/earlier", tag="1.0")
+    images = [image_factory.single_arch(f"store/later-{i}", tag="1.0") for i in range(2)]
+    share = install_deb(
+        build.run(loader_recipe(build, "slater", *images), *PACKAGE_TASKS), tmp_path / "target"
+    )
+    # Another image in the store (here loaded by hand from the registry): the store has layers.
+    podman("pull", "--tls-verify=false", earlier.reference)
+    bin_dir, log = _calling_podman(tmp_path / "calls", podman)
+    env = {**podman.env(), "PATH": f"{bin_dir}:{podman.env()['PATH']}"}
+    result, calls = _run(share, env, log)
+    assert result.returncode == 0, result.stderr
+    assert calls == ["load -q", "load -q", "image inspect"]  # the listing read, the loads inspected
+    for image in images:
+        assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
