@@ -10,6 +10,8 @@ are right either way.
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -185,3 +187,37 @@ def test_in_a_store_with_layers_already_podman_verifies_the_loads(
     assert calls == ["load -q", "load -q", "image inspect"]  # the listing read, the loads inspected
     for image in images:
         assert podman.image_id(image.reference) == image.platforms["linux/amd64"].config_digest.split(":")[1]
+
+
+def test_a_layer_a_power_cut_left_unreadable_is_found_and_loaded_again(
+    build, tmp_path, image_factory, podman
+) -> None:
+    """What a power cut during a load can leave in podman's overlay store (seen in the lifetime
+    tier): a layer on record whose `link` file is empty, and no image. The next load reuses the
+    layer, exits 0, and the image cannot be read (`readlink …/overlay/l: invalid argument`); the
+    store file names the right ID all the same. The loader asks podman, removes the image, loads
+    it again, and the reference works."""
+    base = {"etc/base": b"the shared base layer\n"}
+    first = image_factory.single_arch("store/cut-base", files=base)
+    app = image_factory.single_arch("store/cut-app", base=base, files={"etc/app": b"app\n"})
+    base_layer = first.platforms["linux/amd64"].layers[0].diff_id.split(":")[1]
+    assert app.platforms["linux/amd64"].layers[0].diff_id.split(":")[1] == base_layer
+    _conf(podman, "overlay")
+    share = install_deb(build.run(loader_recipe(build, "scut", app), *PACKAGE_TASKS), tmp_path / "target")
+    podman("pull", "--tls-verify=false", first.reference)
+    # The power cut: the base layer's link written but never flushed, the image never recorded.
+    (podman.workdir / "root" / "overlay" / base_layer / "link").write_text("")
+    images_json = podman.workdir / "root" / "overlay-images" / "images.json"
+    kept = [i for i in json.loads(images_json.read_text()) if first.reference not in i.get("names", [])]
+    images_json.with_suffix(".new").write_text(json.dumps(kept))
+    os.replace(images_json.with_suffix(".new"), images_json)
+    assert podman.image_id(first.reference) is None
+
+    result = subprocess.run(
+        [str(share / "container-loader.sh")], capture_output=True, text=True, env=podman.env(), timeout=300
+    )
+    want = app.platforms["linux/amd64"].config_digest.split(":")[1]
+    assert result.returncode == 0, result.stderr
+    assert f"{app.reference}: removed image {want}, left unusable in the store" in result.stderr
+    assert podman.image_id(app.reference) == want
+    assert podman("image", "inspect", app.reference, check=False).returncode == 0
