@@ -15,6 +15,7 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -25,29 +26,44 @@ from tests.test_loader import install_deb, loader_recipe
 IMAGES = 3
 
 
-def _conf(podman: Podman, driver: str | None = "vfs", options: str = "") -> None:
+class StoreConfig(NamedTuple):
+    """A storage configuration and whether the loader reads the store file under it."""
+
+    reads_file: bool
+    driver: str | None = "vfs"
+    options: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+    recipe: str = ""
+    graphroot: str = "graphroot = '{root}'"
+
+
+def _conf(podman: Podman, config: StoreConfig, extra: Path) -> None:
     """Rewrite the store's storage.conf (the same store: graphroot and runroot unchanged)."""
     lines = ["# written by the test", "[storage]"]
-    if driver:
-        lines.append(f'driver = "{driver}"  # a comment')
-    lines += [f"graphroot = '{podman.workdir / 'root'}'", f'runroot = "{podman.runroot}"', options]
+    if config.driver:
+        lines.append(f'driver = "{config.driver}"  # a comment')
+    lines += [
+        config.graphroot.format(root=podman.workdir / "root", workdir=podman.workdir),
+        f'runroot = "{podman.runroot}"',
+        config.options.format(extra=extra),
+    ]
     podman.storage_conf.write_text("\n".join(lines) + "\n")
 
 
 CONFIGS = {
-    # name: (storage.conf driver, extra text, environment, the loader reads the store file)
-    "default": ("vfs", "", {}, True),
-    "no-driver": (None, "", {}, True),  # podman picks one; the loader finds its one store
-    "empty-lists": (
-        "vfs",
-        "[storage.options]\nadditionalimagestores = [\n  # none\n]\nadditionallayerstores=[]",
-        {},
-        True,
+    "default": StoreConfig(True),
+    "no-driver": StoreConfig(True, driver=None),  # podman picks one; the loader finds its one store
+    "empty-lists": StoreConfig(
+        True, options="[storage.options]\nadditionalimagestores = [\n  # none\n]\nadditionallayerstores=[]"
     ),
-    "asked": ("vfs", "", {"CONTAINER_LOADER_READ_STORE": "0"}, False),
-    "asked-by-recipe": ("vfs", "", {}, False),  # CONTAINER_LOADER_READ_STORE = "0" in the recipe
-    "other-image-store": ("vfs", '[storage.options]\nadditionalimagestores = [\n  "{extra}",\n]', {}, False),
-    "escaped-root": ("vfs", "", {}, False),  # a graphroot the loader does not parse: asked
+    "asked": StoreConfig(False, env=(("CONTAINER_LOADER_READ_STORE", "0"),)),
+    "asked-by-recipe": StoreConfig(False, recipe='CONTAINER_LOADER_READ_STORE = "0"'),
+    "other-image-store": StoreConfig(
+        False, options='[storage.options]\nadditionalimagestores = [\n  "{extra}",\n]'
+    ),
+    # a graphroot the loader does not parse (an escape, a quoted key), which podman reads: asked
+    "escaped-root": StoreConfig(False, graphroot='graphroot = "{workdir}/\\u0072oot"'),
+    "quoted-key": StoreConfig(False, graphroot="\"graphroot\" = '{root}'"),
 }
 
 
@@ -78,30 +94,20 @@ def _run(share: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Comple
 def test_podman_is_started_only_to_load_when_its_store_file_can_be_read(
     build, tmp_path, image_factory, podman, config
 ) -> None:
-    driver, options, extra_env, reads_file = CONFIGS[config]
+    store = CONFIGS[config]
     extra = tmp_path / "extra-store"
     extra.mkdir()
-    _conf(podman, driver, options.format(extra=extra))
-    if config == "escaped-root":
-        text = podman.storage_conf.read_text().replace(f"graphroot = '{podman.workdir / 'root'}'", "")
-        podman.storage_conf.write_text(
-            text.replace("[storage]", f'[storage]\ngraphroot = "{podman.workdir}/\\u0072oot"')
-        )
+    _conf(podman, store, extra)
     images = [image_factory.single_arch(f"store/file-{i}", tag="1.0") for i in range(IMAGES)]
     share = install_deb(
         build.run(
-            loader_recipe(
-                build,
-                "sfile",
-                *images,
-                extra='CONTAINER_LOADER_READ_STORE = "0"' if config == "asked-by-recipe" else "",
-            ),
+            loader_recipe(build, "sfile", *images, extra=store.recipe),
             *PACKAGE_TASKS,
         ),
         tmp_path / "target",
     )
     bin_dir, log = _calling_podman(tmp_path / "calls", podman)
-    env = {**podman.env(), **extra_env, "PATH": f"{bin_dir}:{podman.env()['PATH']}"}
+    env = {**podman.env(), **dict(store.env), "PATH": f"{bin_dir}:{podman.env()['PATH']}"}
 
     first, calls = _run(share, env, log)
     assert first.returncode == 0, first.stderr
@@ -110,7 +116,7 @@ def test_podman_is_started_only_to_load_when_its_store_file_can_be_read(
         assert podman.image_id(image.reference) == want
         assert f"{image.reference}: loaded ({want})" in first.stderr
     loads = ["load -q"] * IMAGES
-    if reads_file:
+    if store.reads_file:
         assert calls == loads  # no listing before, no inspection after
     else:
         assert calls == ["image ls", *loads, "image inspect"]
@@ -119,7 +125,7 @@ def test_podman_is_started_only_to_load_when_its_store_file_can_be_read(
     assert second.returncode == 0, second.stderr
     assert f"nothing to do: {IMAGES} image(s) already present" in second.stderr
     # Whether a present reference names its image is always asked (podman checks the image is whole).
-    assert calls == (["image inspect"] if reads_file else ["image ls", "image inspect"])
+    assert calls == (["image inspect"] if store.reads_file else ["image ls", "image inspect"])
 
 
 def test_a_reference_the_store_file_does_not_confirm_is_asked_and_repaired(
@@ -202,7 +208,7 @@ def test_a_layer_a_power_cut_left_unreadable_is_found_and_loaded_again(
     app = image_factory.single_arch("store/cut-app", base=base, files={"etc/app": b"app\n"})
     base_layer = first.platforms["linux/amd64"].layers[0].diff_id.split(":")[1]
     assert app.platforms["linux/amd64"].layers[0].diff_id.split(":")[1] == base_layer
-    _conf(podman, "overlay")
+    _conf(podman, StoreConfig(True, driver="overlay"), tmp_path)
     share = install_deb(build.run(loader_recipe(build, "scut", app), *PACKAGE_TASKS), tmp_path / "target")
     podman("pull", "--tls-verify=false", first.reference)
     # The power cut: the base layer's link written but never flushed, the image never recorded.
