@@ -18,7 +18,15 @@ One `isar-image-base` (qemuamd64, bookworm) holds:
 
 Every start of qemu boots a sparse copy of the disk without -snapshot, so state survives qemu
 processes: the first boot (on a copy of the `.wic` grown to 6 GiB: expand-on-first-boot grows
-the root file system) loads v1; the update and the fault chains each start from a copy of that disk.
+the root file system) loads v1; the update, the engine kills, the full disk and the power cuts
+each start from their own copy of that disk (no test depends on another one's boots: `-k
+full_disk` runs the first boot and the full-disk boots only).
+
+The moments of the engine kills and of the power cuts are drawn from one seed, printed at the
+start of the module and in every failure report (`lifetime seed: CONTAINER_LOCK_LIFETIME_SEED=…`);
+set CONTAINER_LOCK_LIFETIME_SEED to that number to draw the same moments again. Each draw is a
+fraction of a window derived from the first boot's load times, so a replay on a slower or faster
+machine hits the same point of the load, not the same second.
 
 - update: a podman container is created from A, podman's pruning is turned off (a unit drop-in
   sets CONTAINER_LOADER_PRUNE=0), both 2.0 packages are installed with `dpkg -i`; after a reboot
@@ -36,6 +44,7 @@ the root file system) loads v1; the update and the fault chains each start from 
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -60,7 +69,7 @@ pytestmark = [pytest.mark.isar, pytest.mark.boot]
 
 IMAGE = "isar-image-base"
 BUILD_TIMEOUT = 30 * 60.0
-BOOT_TIMEOUT = 12 * 60.0  # one boot, until the guest reports and powers off
+BOOT_TIMEOUT = 20 * 60.0  # one boot, until the guest reports and powers off (a slow, shared CPU too)
 ENGINES = ("docker", "podman")
 REPOSITORY = "cltest/life"
 LIFE_MIB = 24  # incompressible: a load takes seconds under TCG
@@ -69,6 +78,7 @@ BENCH_IMAGES = 5
 KILL_TRIALS = 2  # per engine, each followed by a rerun in the same boot; then one more, then a boot
 POWER_CUTS = 4
 DISK_SIZE = 6 << 30
+SEED_ENV = "CONTAINER_LOCK_LIFETIME_SEED"
 
 
 # -- the image -----------------------------------------------------------------------------------
@@ -303,7 +313,7 @@ observe() { show_units "$@"; show_images "$@"; }
 # process (podman has no daemon). The PATH wrapper of the test's loader units writes the load's
 # PID to /run/cltest/load-<engine>.pid when it starts it.
 kill_trial() {
-    local e=$1 tag=$2 max=$3 converge=$4 i delay ended pid since
+    local e=$1 tag=$2 delay=$3 converge=$4 i ended pid since
     "$e" rmi -f "$REF" >/dev/null 2>&1
     since=$(date +%s)
     rm -f "/run/cltest/load-$e.pid" "/run/cltest/load-$e.end"
@@ -313,7 +323,6 @@ kill_trial() {
         [ -s "/run/cltest/load-$e.pid" ] && break
         sleep 0.2
     done
-    delay=$(awk -v m="$max" -v r="$RANDOM" 'BEGIN { printf "%.2f", m * r / 32767 }')
     sleep "$delay"
     ended=no
     [ -e "/run/cltest/load-$e.end" ] && ended=yes
@@ -337,14 +346,17 @@ kill_trial() {
     fi
 }
 
+# The host draws the delays (seconds after the load started, `<engine>delays=d1,d2,…`): one
+# trial each, a rerun after all but the last.
 phase_kill() {
-    local t e max
+    local t e n delays
     for e in $ENGINES; do
-        max=$(setting "${e}max" 2)
-        for t in $(seq "$(setting trials 2)"); do
-            kill_trial "$e" "kill$t" "$max" yes
+        IFS=, read -r -a delays <<< "$(setting "${e}delays" 1)"
+        n=${#delays[@]}
+        for ((t = 1; t < n; t++)); do
+            kill_trial "$e" "kill$t" "${delays[t - 1]}" yes
         done
-        kill_trial "$e" "killlast" "$max" no
+        kill_trial "$e" "killlast" "${delays[n - 1]}" no
     done
 }
 
@@ -595,8 +607,8 @@ def _first_report(vm: QemuVM, deadline: float) -> Report:
         time.sleep(1)
 
 
-def _pull_plug(vm: QemuVM, window: float, rng: random.Random, deadline: float) -> dict[str, object]:
-    """After the guest armed the cut and a load started: wait 0..window s, SIGKILL qemu."""
+def _pull_plug(vm: QemuVM, delay: float, deadline: float) -> dict[str, object]:
+    """After the guest armed the cut and a load started: wait `delay` s, SIGKILL qemu."""
     while True:
         lines = vm.marker_lines()
         armed = max((i for i, line in enumerate(lines) if line.startswith("@@MARK armed")), default=None)
@@ -607,7 +619,6 @@ def _pull_plug(vm: QemuVM, window: float, rng: random.Random, deadline: float) -
         if time.monotonic() > deadline:
             raise AssertionError(f"no load started in time:\n{vm.console_tail()}")
         time.sleep(0.05)
-    delay = rng.uniform(0.0, window)
     time.sleep(delay)
     vm.kill()
     after = vm.marker_lines()[armed:]  # what the guest marked before the plug was pulled
@@ -625,7 +636,7 @@ def boot(
     timeout: float = BOOT_TIMEOUT,
 ) -> Boot:
     """Start qemu on `disk` (a copy of the image) with `scenario`; wait for the report, then for the
-    power-off, or (`cut`: a window in seconds) pull the plug during the loads the guest started."""
+    power-off, or (`cut`: seconds after the first load the guest started) pull the plug."""
     vm = QemuVM(
         disk,
         workdir / name,
@@ -642,7 +653,7 @@ def boot(
             assert vm.wait_exit(deadline) == 0
             pulled = None
         else:
-            pulled = _pull_plug(vm, cut, random.Random(), min(deadline, time.monotonic() + 300))
+            pulled = _pull_plug(vm, cut, deadline)
     return Boot(name, scenario, report, vm.marker_lines(), time.monotonic() - started, pulled)
 
 
@@ -665,7 +676,7 @@ class Chain:
 
     disk: Path
     workdir: Path
-    steps: list[tuple[str, str, float | None]]  # name, scenario, cut window
+    steps: list[tuple[str, str, float | None]]  # name, scenario, power cut (s after a load started)
     boots: dict[str, Boot] = field(default_factory=dict)
     broken: str | None = None
 
@@ -779,19 +790,80 @@ def update(life: Life) -> Chain:
     return Chain(disk, life.workdir, [("update", "update", None), ("updated", "updated", None)])
 
 
+def lifetime_seed(environ: dict[str, str] | None = None) -> int:
+    """The seed of the module's random draws: CONTAINER_LOCK_LIFETIME_SEED to replay a run's, else
+    a new one."""
+    text = (os.environ if environ is None else environ).get(SEED_ENV, "").strip()
+    if not text:
+        return random.SystemRandom().randrange(1 << 32)
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ValueError(
+            f"{SEED_ENV}={text!r} is not an integer: set it to the seed a lifetime run printed "
+            "('lifetime seed: …'), or unset it for a new one"
+        ) from None
+
+
+def draws(seed: int, purpose: str) -> random.Random:
+    """The random numbers of one purpose (`kill-docker`, `cut3`): the same for the same seed,
+    whichever tests run, in whatever order."""
+    return random.Random(f"{seed}:{purpose}")
+
+
+def _seed_note(seed: int) -> str:
+    return f"lifetime seed: {SEED_ENV}={seed} draws the same kill and cut moments again"
+
+
 @pytest.fixture(scope="module")
-def faults(life: Life) -> Chain:
-    """kill trials -> (converge) full disk -> (converge) power cut … -> converge."""
+def seed(request: pytest.FixtureRequest) -> int:
+    value = lifetime_seed()
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n{_seed_note(value)}", flush=True)
+    return value
+
+
+@pytest.fixture(autouse=True)
+def _seed_in_failure_reports(request: pytest.FixtureRequest, seed: int) -> None:
+    request.node.add_report_section("setup", "seed", _seed_note(seed))
+
+
+@pytest.fixture(scope="module")
+def kills(life: Life, seed: int) -> Chain:
+    """Engine kills mid-load (a rerun after each but the last) -> the next boot converges."""
     # the first boot's loads ran side by side and beside the boot: later ones are faster
-    maxes = " ".join(f"{e}max={life.spans.get(e, 3.0) * 0.45:.2f}" for e in ENGINES)
+    delays = []
+    for engine in ENGINES:
+        top = life.spans.get(engine, 3.0) * 0.45
+        rng = draws(seed, f"kill-{engine}")
+        delays.append(
+            f"{engine}delays=" + ",".join(f"{rng.uniform(0.0, top):.2f}" for _ in range(KILL_TRIALS + 1))
+        )
+    steps: list[tuple[str, str, float | None]] = [
+        ("kill", f"kill {' '.join(delays)}", None),
+        ("killed", "converge", None),
+    ]
+    return Chain(disk_copy(life.prepared, life.workdir / "kill.img"), life.workdir, steps)
+
+
+@pytest.fixture(scope="module")
+def diskfull(life: Life) -> Chain:
+    """The data partition full while the loaders run, then freed -> the next boot converges."""
+    steps: list[tuple[str, str, float | None]] = [("diskfull", "diskfull", None), ("freed", "converge", None)]
+    return Chain(disk_copy(life.prepared, life.workdir / "diskfull.img"), life.workdir, steps)
+
+
+@pytest.fixture(scope="module")
+def cuts(life: Life, seed: int) -> Chain:
+    """Power cuts during the loads, each boot converging after the previous cut -> a last boot."""
     window = max(life.spans.values(), default=5.0) * 0.75
     steps: list[tuple[str, str, float | None]] = [
-        ("kill", f"kill trials={KILL_TRIALS} {maxes}", None),
-        ("diskfull", "converge diskfull", None),
+        (f"cut{i}", "converge cut", round(draws(seed, f"cut{i}").uniform(0.0, window), 2))
+        for i in range(1, POWER_CUTS + 1)
     ]
-    steps += [(f"cut{i}", "converge cut", window) for i in range(1, POWER_CUTS + 1)]
     steps.append(("final", "converge", None))
-    return Chain(disk_copy(life.prepared, life.workdir / "faults.img"), life.workdir, steps)
+    return Chain(disk_copy(life.prepared, life.workdir / "cuts.img"), life.workdir, steps)
 
 
 def _say(capsys: pytest.CaptureFixture[str], *lines: str) -> None:
@@ -866,10 +938,12 @@ def _kill_facts(text: str) -> dict[str, str]:
     return dict(word.split("=", 1) for word in text.split() if "=" in word)
 
 
-def test_engine_killed_mid_load(life: Life, faults: Chain, capsys: pytest.CaptureFixture[str]) -> None:
+def test_engine_killed_mid_load(
+    life: Life, kills: Chain, seed: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     images = life.built.images
     ref, a = images.ref, config_hex(images.a)
-    report = faults["kill"].report
+    report = kills["kill"].report
     problems: list[str] = []
     lines = []
     mid_load = {engine: 0 for engine in ENGINES}
@@ -898,23 +972,24 @@ def test_engine_killed_mid_load(life: Life, faults: Chain, capsys: pytest.Captur
                 f"{state.get('ActiveState')}/{state.get('Result')}, {ref.rsplit('/', 1)[-1]} -> "
                 f"{'A' if got == a else got or 'nothing'}"
             )
-    after = faults["diskfull"].report
+    after = kills["killed"].report
     problems += [f"next boot: {p}" for p in converged(after, "converge", {ref: a})]
     total = (KILL_TRIALS + 1) * len(ENGINES)
     _say(
         capsys,
         f"lifetime engine SIGKILL: {total} trials, mid-load {sum(mid_load.values())}, "
-        f"problems {len(problems)} (boot {faults['kill'].seconds:.0f} s)",
+        f"problems {len(problems)} (boots {kills['kill'].seconds:.0f} s, {kills['killed'].seconds:.0f} s; "
+        f"seed {seed})",
         *lines,
     )
-    assert not problems, "\n".join(problems)
-    assert all(mid_load.values()), f"no kill landed in the middle of a load: {mid_load}"
+    assert not problems, "\n".join([*problems, _seed_note(seed)])
+    assert all(mid_load.values()), f"no kill landed in the middle of a load: {mid_load}; {_seed_note(seed)}"
 
 
-def test_full_data_partition(life: Life, faults: Chain, capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_data_partition(life: Life, diskfull: Chain, capsys: pytest.CaptureFixture[str]) -> None:
     images = life.built.images
     ref, a = images.ref, config_hex(images.a)
-    report = faults["diskfull"].report
+    report = diskfull["diskfull"].report
     available = int(report["full df"].output.splitlines()[-1].split()[3])
     assert available < 1 << 20, report["full df"].output
     for engine in ENGINES:
@@ -933,22 +1008,22 @@ def test_full_data_partition(life: Life, faults: Chain, capsys: pytest.CaptureFi
         before = report[f"records before {engine}"].output
         assert f"{a} {ref}" in before.splitlines(), before
         assert report[f"full records {engine}"].output == before
-    after = faults["cut1"].report
+    after = diskfull["freed"].report
     assert converged(after, "converge", {ref: a}) == []
     _say(
         capsys,
         f"lifetime full disk: both units failed naming 'no space left on device', next boot converged "
-        f"(boots {faults['diskfull'].seconds:.0f} s, {faults['cut1'].seconds:.0f} s)",
+        f"(boots {diskfull['diskfull'].seconds:.0f} s, {diskfull['freed'].seconds:.0f} s)",
     )
 
 
-def test_power_cuts_mid_load(life: Life, faults: Chain, capsys: pytest.CaptureFixture[str]) -> None:
+def test_power_cuts_mid_load(life: Life, cuts: Chain, seed: int, capsys: pytest.CaptureFixture[str]) -> None:
     images = life.built.images
     ref, a = images.ref, config_hex(images.a)
     lines, failed, during = [], 0, 0
     for i in range(1, POWER_CUTS + 1):
-        cut = faults[f"cut{i}"]
-        following = faults[f"cut{i + 1}" if i < POWER_CUTS else "final"]
+        cut = cuts[f"cut{i}"]
+        following = cuts[f"cut{i + 1}" if i < POWER_CUTS else "final"]
         assert cut.cut is not None
         problems = converged(following.report, "converge", {ref: a})
         failed += bool(problems)
@@ -961,8 +1036,9 @@ def test_power_cuts_mid_load(life: Life, faults: Chain, capsys: pytest.CaptureFi
         )
     _say(
         capsys,
-        f"lifetime power cuts: {POWER_CUTS} cuts, {during} mid-load, {POWER_CUTS - failed} converged",
+        f"lifetime power cuts: {POWER_CUTS} cuts, {during} mid-load, {POWER_CUTS - failed} converged "
+        f"(seed {seed})",
         *lines,
     )
-    assert failed == 0, "\n".join(lines)
-    assert during > 0, "no cut landed in the middle of a load"
+    assert failed == 0, "\n".join([*lines, _seed_note(seed)])
+    assert during > 0, f"no cut landed in the middle of a load; {_seed_note(seed)}"
