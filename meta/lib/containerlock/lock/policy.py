@@ -235,6 +235,10 @@ def _tables(raw: object, where: str, name: str, keys: set[str]) -> Iterator[tupl
 def _signers(raw: object, where: str) -> tuple[Signer, ...]:
     signers = []
     for at, entry in _tables(raw, where, "signers", _SIGNER_KEYS):
+        for key in sorted((_SIGNER_KEYS - {"images"}) & set(entry)):
+            if not isinstance(entry[key], str) or not entry[key]:
+                # An empty issuer, identity or key would read as "any" (fail open).
+                raise PolicyError(f"{at}: {key} must be a non-empty string; write who must have signed")
         for key in ("issuer_regex", "identity_regex"):
             if key in entry:
                 try:
