@@ -23,7 +23,7 @@ def _console(stream: TextIO, stderr: bool) -> Console:
     from rich.console import Console
 
     terminal = stream.isatty()
-    plain = not terminal or bool(os.environ.get("NO_COLOR"))
+    plain = not terminal or no_color()
     width = None if terminal else PIPED_WIDTH
     return Console(
         stderr=stderr,
@@ -45,6 +45,12 @@ def out() -> Console:
 def err() -> Console:
     """Standard error (errors, warnings, progress)."""
     return _console(sys.stderr, stderr=True)
+
+
+def no_color() -> bool:
+    """Is `NO_COLOR` set (to anything but the empty string): no escape sequence at all, not even
+    cursor control (https://no-color.org)?"""
+    return bool(os.environ.get("NO_COLOR"))
 
 
 def interactive() -> bool:

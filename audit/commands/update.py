@@ -106,6 +106,7 @@ def update_command(
 
             doc["diff"] = diff and diff_json(diff)
         print(json.dumps(doc, indent=2, sort_keys=True))
+        render.problems(plan, lockfile, written, check)
     elif markdown and diff is not None:
         from changes.report import markdown as diff_markdown
 

@@ -1,10 +1,11 @@
 """`container-lock diff`'s summary for people: images, per re-pinned image its packages and
-layers, the update's download size, the vulnerabilities fixed and introduced."""
+layers, the update's download size, the vulnerabilities fixed and introduced. Digests whole
+(`grep` finds them in a CI log); only `--markdown` abbreviates them."""
 
 from __future__ import annotations
 
 from changes.compare import FindingChange, ReleaseDiff, Repin
-from changes.report import CHANGES, short, size, summary_line
+from changes.report import CHANGES, size, summary_line
 
 from ..console import err, escape, out
 from .tables import styled, table
@@ -37,7 +38,7 @@ def _repin(repin: Repin) -> None:
     tag = old.tag if old.tag == new.tag else f"{old.tag} → {new.tag}"
     line = f"[bold]{escape(new.reference)}[/] {escape(tag)}"
     line += f" ({escape(new.platform)})" if new.platform else ""
-    line += f": {short(old.digest)} → {short(new.digest)}"
+    line += f": {old.digest} → {new.digest}"  # whole, as everywhere but --markdown
     if repin.new_layers is not None:
         line += (
             f"; layers {repin.reused_layers} reused, {repin.new_layers} new, "

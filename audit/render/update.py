@@ -42,11 +42,23 @@ def show(plan: UpdatePlan, lockfile: Path, written: bool, check: bool) -> None:
             styled(c.status, STATUS_STYLE.get(c.status, "")),
         )
     out().print(grid)
+    _skipped_and_failed(plan)
+    out().print(escape(verdict(plan, lockfile, written, check)))
+
+
+def problems(plan: UpdatePlan, lockfile: Path, written: bool, check: bool) -> None:
+    """With --json: what was skipped or failed, then the verdict, on standard error (nothing when
+    every reference resolved); the document says it too."""
+    _skipped_and_failed(plan)
+    if plan.errors or plan.unresolved:
+        err().print(escape(verdict(plan, lockfile, written, check)))
+
+
+def _skipped_and_failed(plan: UpdatePlan) -> None:
     for f in plan.unresolved:
         err().print(f"[yellow]skipped[/] {escape(f'{f.where}: {f.text}: {f.problem}')}")
     for c in plan.errors:
         err().print(f"[red]failed[/] {escape(str(c.error))}")
-    out().print(escape(verdict(plan, lockfile, written, check)))
 
 
 def verdict(plan: UpdatePlan, lockfile: Path, written: bool, check: bool) -> str:
