@@ -445,7 +445,8 @@ def _kill_engine_load(storage_conf: Path, timeout: float = 60.0) -> bool:
 
 
 def test_engine_killed_mid_load_then_rerun_converges(build, tmp_path, image_factory, podman) -> None:
-    """Power loss during a load: the real `podman load` is killed half-way; the next boot loads all."""
+    """The real `podman load` SIGKILLed half-way (not a power cut: what it wrote survives in the
+    page cache; power cuts are the boot tier's); the rerun loads all."""
     noise = os.urandom(24 << 20)  # a load that takes long enough to be cut
     images = [
         image_factory.single_arch(f"loader/power-{i}", tag="1.0", files={"n.bin": noise}) for i in range(2)

@@ -9,6 +9,7 @@ directory beside the store (CONTAINER_LOADER_STATE_DIR).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness.bitbake import PACKAGE_TASKS, BuildDir
+from tests.harness.images import base_files
+from tests.harness.podman import RUN_OPTIONS, Podman
 from tests.test_loader import install_deb, loader_recipe
 
 
@@ -240,3 +243,82 @@ def test_a_record_is_not_forgotten_while_the_engine_does_not_answer(
     again = run(share, podman.env())
     assert f"pruned {a.reference} ({config_hex(a)})" in again.stderr
     assert podman.image_id(config_hex(a)) is None
+
+
+def test_the_own_list_counts_as_installed_when_its_link_is_missing(build, tmp_path, versions, podman) -> None:
+    """A damaged install (or a copied package tree) without the package's link in
+    `container-loader/podman.d/`: the images it just loaded are still wanted, not pruned; only
+    `--release` leaves its own list out."""
+    a, _, c = versions
+    share = package(build, tmp_path / "target", "app", a, c)
+    (share.parent / "container-loader" / "podman.d" / "app.list").unlink()
+    first = run(share, podman.env())
+    assert first.returncode == 0, first.stderr
+    assert "pruned" not in first.stderr
+    for image in (a, c):
+        assert podman.image_id(image.reference) == config_hex(image)
+    again = run(share, podman.env())
+    assert again.returncode == 0 and "nothing to do: 2 image(s) already present" in again.stderr
+    assert "pruned" not in again.stderr
+    released = run(share, podman.env(), "--release")
+    assert released.returncode == 0, released.stderr
+    assert podman.image_id(config_hex(a)) is None and podman.image_id(config_hex(c)) is None
+
+
+@pytest.fixture
+def small_store(tmp_path: Path):
+    """podman's store (and the loaders' record beside it) on a 4 MiB tmpfs: a real ENOSPC."""
+    mountpoint = tmp_path / "small-disk"
+    mountpoint.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mountpoint)], check=True)
+    engine = Podman(mountpoint / "podman")
+    try:
+        yield mountpoint, engine
+    finally:
+        engine.close()
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_a_failed_update_keeps_the_previous_image_until_its_replacement_is_in(
+    build, tmp_path, image_factory, small_store
+) -> None:
+    """v2 loaded `app:stable` = A; v3 moves the reference to B, whose load fails on a full data
+    partition. A stays, the reference still names it and it runs; the unit fails naming the
+    cause. With space again the next run loads B, the reference names B, and only then is A
+    pruned."""
+    disk, podman = small_store
+    a = image_factory.single_arch(
+        "loader/fail-update", tag="stable", files={**base_files("app"), "etc/v": b"2"}
+    )
+    noise = os.urandom(6 << 20)  # bigger than the disk, incompressible
+    b = image_factory.single_arch(
+        "loader/fail-update", tag="stable", files={**base_files("app"), "n.bin": noise}
+    )
+    root = tmp_path / "target"
+    v2 = run(package(build, root, "app", a), podman.env())
+    assert v2.returncode == 0, v2.stderr
+    assert podman.image_id(a.reference) == config_hex(a)
+
+    share = package(build, root, "app", b)  # v3 over v2
+    full = run(share, podman.env())
+    assert full.returncode == 1, full.stderr
+    assert "no space left on device" in full.stderr.lower(), full.stderr
+    assert podman.image_id(a.reference) == config_hex(a)  # the reference still names A
+    assert f"kept {a.reference} ({config_hex(a)}): its replacement ({config_hex(b)}) is not loaded" in (
+        full.stderr
+    )
+    assert "pruned" not in full.stderr
+    ran = podman("run", "--rm", *RUN_OPTIONS, a.reference, "/bin/hello")
+    assert ran.stdout == "hello from the container-lock test image\n"
+
+    subprocess.run(["mount", "-o", "remount,size=256m", str(disk)], check=True)
+    freed = run(share, podman.env())
+    assert freed.returncode == 0, freed.stderr
+    assert podman.image_id(b.reference) == config_hex(b)
+    assert podman.image_id(config_hex(a)) is None
+    lines = freed.stderr.splitlines()
+    loaded = lines.index(f"container-loader(app): {b.reference}: loaded ({config_hex(b)})")
+    pruned = lines.index(
+        f"container-loader(app): pruned {a.reference} ({config_hex(a)}): no installed package lists it"
+    )
+    assert loaded < pruned

@@ -198,8 +198,8 @@ def test_in_a_store_with_layers_already_podman_verifies_the_loads(
 def test_a_layer_a_power_cut_left_unreadable_is_found_and_loaded_again(
     build, tmp_path, image_factory, podman
 ) -> None:
-    """What a power cut during a load can leave in podman's overlay store (seen in the lifetime
-    tier): a layer on record whose `link` file is empty, and no image. The next load reuses the
+    """What a power cut during a load left in podman's overlay store in the lifetime tier, made
+    here by hand: a layer on record whose `link` file is empty, and no image. The next load reuses the
     layer, exits 0, and the image cannot be read (`readlink …/overlay/l: invalid argument`); the
     store file names the right ID all the same. The loader asks podman, removes the image, loads
     it again, and the reference works."""
@@ -211,7 +211,7 @@ def test_a_layer_a_power_cut_left_unreadable_is_found_and_loaded_again(
     _conf(podman, StoreConfig(True, driver="overlay"), tmp_path)
     share = install_deb(build.run(loader_recipe(build, "scut", app), *PACKAGE_TASKS), tmp_path / "target")
     podman("pull", "--tls-verify=false", first.reference)
-    # The power cut: the base layer's link written but never flushed, the image never recorded.
+    # The power cut's leftover, by hand: the base layer's link never flushed, the image never recorded.
     (podman.workdir / "root" / "overlay" / base_layer / "link").write_text("")
     images_json = podman.workdir / "root" / "overlay-images" / "images.json"
     kept = [i for i in json.loads(images_json.read_text()) if first.reference not in i.get("names", [])]

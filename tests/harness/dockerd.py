@@ -171,10 +171,10 @@ class Dockerd:
         """Grow (or shrink) the tmpfs data root of a `data_root_size` instance, live."""
         subprocess.run(["mount", "-o", f"remount,size={size}", str(self.data_root)], check=True)
 
-    def power_loss(self) -> None:
-        """Power cut: SIGKILL dockerd, its containerd and shims at once, and empty the exec root
-        (a reboot empties /run, where it lives on a device). The data root stays as the kill left
-        it; `start()` boots the daemon again on it."""
+    def kill_all(self) -> None:
+        """SIGKILL dockerd, its containerd and shims at once, and empty the exec root (as a reboot
+        empties /run). Not a power cut: what they wrote stays in the page cache. The data root
+        stays as the kill left it; `start()` starts the daemon again on it."""
         if self.process is None:
             raise DockerdError("dockerd is not running")
         pids = [self.process.pid, *self._own_pids()]
