@@ -7,7 +7,9 @@ are made by `container-lock sbom` (not timed); then `container-lock diff OLD NEW
 as a subprocess (process start, reading both SBOMs, the diff, the JSON), `--runs` times, the
 fastest counting. Prints per N: wall and CPU time, wall per image, the marginal cost per image
 ((T(N) − T(smallest)) / (N − smallest)), the SBOM size, and the ratio of the marginal cost per
-image at the largest N to that at the middle one (a quadratic step shows as ≫ 1).
+image at the largest N to that at the middle one (a quadratic step shows as ≫ 1), and what
+decoding the two SBOMs (reading the files and `json.loads`, as changes/read.py does, in this
+process, fastest of `--runs`) costs, as a share of the diff's wall time.
 Run: `.venv/bin/python -m benchmarks.diff [--images 10 100 1000] [--packages 200] [--runs 3]`.
 """
 
@@ -26,6 +28,19 @@ from typing import Any
 from benchmarks.common import machine
 from benchmarks.sbom import PER_PACKAGE, command, digest, image_facts
 from containerlock.payload.archive import MANIFEST_VERSION
+from sbom.memory import no_cycle_collection
+
+
+def decoding(sboms: list[str], runs: int) -> float:
+    """Fastest of `runs` wall times of reading and decoding the SBOMs, as the diff does."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        with no_cycle_collection():
+            for sbom in sboms:
+                json.loads(Path(sbom).read_bytes())
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def repinned(facts: dict[str, Any], n: int) -> dict[str, Any]:
@@ -98,6 +113,7 @@ def main() -> None:
     )
     sizes = sorted(set(args.images))
     results: dict[int, tuple[float, float, float, dict[str, Any]]] = {}
+    decode: dict[int, float] = {}
     try:
         for n in sizes:
             base = workdir / f"n{n}"
@@ -111,6 +127,7 @@ def main() -> None:
             report = json.loads((base / "diff.json").read_text())
             size = Path(sboms[1]).stat().st_size / 1e6
             results[n] = (min(t for t, _ in timings), min(c for _, c in timings), size, report)
+            decode[n] = decoding(sboms, args.runs)
             shutil.rmtree(base)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -135,6 +152,11 @@ def main() -> None:
         mid, high = sizes[-2], sizes[-1]
         ratio = ((wall[high] - wall[low]) / (high - low)) / ((wall[mid] - wall[low]) / (mid - low))
         print(f"marginal cost per image, {high} vs {mid} images: {ratio:.2f}x")
+    for n in sizes:
+        print(
+            f"{n} images: decoding the two SBOMs (read + json.loads) {decode[n]:.2f} s = "
+            f"{decode[n] / wall[n]:.0%} of the diff's wall time"
+        )
     goal = 100 if 100 in wall else None
     if goal:
         print(

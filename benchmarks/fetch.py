@@ -1,12 +1,14 @@
 """Fetch benchmark: the docker:// fetcher vs a bare `skopeo copy`, and blob GETs for shared layers.
 
-Prints ratios measured in one run (medians of a few repetitions) and the machine.
+Prints ratios measured in one run (medians of a few repetitions) and the machine, and two
+parts of the difference: one `skopeo inspect --raw` of the image and hashing every blob.
 Run: `.venv/bin/python -m benchmarks.fetch [--size-mb 100] [--runs 3]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -58,6 +60,31 @@ def main() -> None:
             print(
                 f"fetch ~{args.size_mb} MB image, median of {args.runs}: bare skopeo copy {bare_s:.2f} s, "
                 f"do_fetch {ours_s:.2f} s, ratio {ours_s / bare_s:.2f}x"
+            )
+
+            def inspect(_: int) -> float:
+                start = time.perf_counter()
+                subprocess.run(
+                    ["skopeo", "inspect", "--raw", f"docker://{large.ref_by_digest}"],
+                    check=True,
+                    capture_output=True,
+                )
+                return time.perf_counter() - start
+
+            blobs = sorted((workdir / "bare-0" / "blobs" / "sha256").iterdir())
+
+            def hash_blobs(_: int) -> float:
+                start = time.perf_counter()
+                for blob in blobs:
+                    with blob.open("rb") as f:
+                        hashlib.file_digest(f, "sha256")
+                return time.perf_counter() - start
+
+            size = sum(blob.stat().st_size for blob in blobs)
+            inspect_s, hash_s = median_of(inspect, args.runs), median_of(hash_blobs, args.runs)
+            print(
+                f"  of the difference: one skopeo inspect --raw {inspect_s * 1e3:.0f} ms, hashing the "
+                f"{len(blobs)} blobs ({size / 1e6:.1f} MB) {hash_s * 1e3:.0f} ms (medians of {args.runs})"
             )
 
             first, second = factory.shared_base_family("bench/family", 2)

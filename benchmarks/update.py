@@ -4,6 +4,8 @@ Pushes N tags (one index, retagged), writes a recipe naming all of them, then
 times `container-lock update` against the same work done with bare skopeo:
 `skopeo inspect --raw docker://ref` per reference (what update needs for an
 index), once sequentially and once with the same parallelism (`--jobs`).
+It also prints the CLI's process start (`python -m audit --version`, median of 5) and the
+same start with the modules the commands import when used loaded up front (DEFERRED).
 Run: `.venv/bin/python -m benchmarks.update [-n 100] [--jobs 8]`.
 """
 
@@ -20,7 +22,37 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.common import machine, registry_with_factory
+from benchmarks.common import machine, median_of, registry_with_factory
+
+# What the CLI imports only inside the commands that use them (tests/test_architecture.py).
+DEFERRED = (
+    "rich.console",
+    "rich.table",
+    "policies.evaluate",
+    "containerlock.lock.policy",
+    "importlib.metadata",
+    "cyclonedx.model.bom",
+)
+
+
+def process_start(*command: str) -> float:
+    """Median of 5 wall times of running `command` with this Python."""
+
+    def once(_: int) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *command], check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    return median_of(once, 5)
+
+
+def print_process_start() -> None:
+    lazy = process_start("-m", "audit", "--version")
+    eager = process_start("-c", f"import audit.cli, {', '.join(DEFERRED)}")
+    print(
+        f"process start (python -m audit --version, median of 5): {lazy:.2f} s; "
+        f"importing audit.cli and {', '.join(DEFERRED)} up front: {eager:.2f} s"
+    )
 
 
 def main() -> None:
@@ -30,6 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cl-bench-update."))
     print(f"machine: {machine()}")
+    print_process_start()
     try:
         with registry_with_factory(workdir) as (_, factory):
             base = factory.multi_arch("bench/update", tag="base")

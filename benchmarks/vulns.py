@@ -9,8 +9,11 @@ a tenth of them with Python packages, distinct digests. Measures, each as a subp
 after the index is opened), `sbom` vs `sbom --db`.
 The audit's cost per package is printed at 1, 10 and 100 images (`--scaling`), so a step that
 grows faster than the number of packages would show.
+First it prints what one Debian version comparison costs: python-debian's pure-Python `<`
+against the tuple key the audit compares instead (vulns/versions.py); `--comparisons` prints
+only that (a second).
 Run: `.venv/bin/python -m benchmarks.vulns [--records 100000] [--images 100] [--packages 150]
-[--distinct] [--scaling 1,10,100]`.
+[--distinct] [--scaling 1,10,100] [--comparisons]`.
 """
 
 from __future__ import annotations
@@ -201,6 +204,39 @@ def per_package(db: Path, work: Path, counts: list[int], packages: int, distinct
         )
 
 
+def comparison_cost(pairs: int = 20_000, seed: int = 5) -> None:
+    """µs per comparison of two Debian versions: python-debian's `<` vs the audit's tuple keys."""
+    from debian.debian_support import Version
+
+    from vulns import versions
+
+    rng = random.Random(seed)
+
+    def debian_like() -> str:  # e.g. 1:2.36.1~rc2-9+deb12u4: an epoch, ~, + and revisions
+        epoch = rng.choice(["", "", "1:", "2:"])
+        upstream = ".".join(str(rng.randint(0, 40)) for _ in range(rng.randint(2, 4)))
+        upstream += rng.choice(["", "", "~rc2", "+dfsg", "+ds1"])
+        return f"{epoch}{upstream}-{rng.randint(1, 12)}{rng.choice(['', '+deb12u4', '+b1'])}"
+
+    texts = [(debian_like(), debian_like()) for _ in range(pairs)]
+    objects = [(Version(a), Version(b)) for a, b in texts]
+    keys = [(versions.key("deb", a), versions.key("deb", b)) for a, b in texts]
+    costs = {}
+    for name, operands in (("python-debian", objects), ("tuple key", keys)):
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for a, b in operands:
+                _ = a < b
+            best = min(best, time.perf_counter() - start)
+        costs[name] = best / pairs * 1e6
+    print(
+        f"Debian version comparison, {pairs} generated pairs (epochs, ~, +), fastest of 3: python-debian "
+        f"({Version.__mro__[1].__name__}) {costs['python-debian']:.1f} µs, "
+        f"tuple key {costs['tuple key']:.2f} µs per comparison"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
@@ -212,8 +248,12 @@ def main() -> None:
         default="1,10,100",
         help="Image counts for the audit's cost per package (comma-separated; default 1,10,100).",
     )
+    parser.add_argument("--comparisons", action="store_true", help="Only the comparison cost.")
     args = parser.parse_args()
     print(machine())
+    comparison_cost()
+    if args.comparisons:
+        return
     with tempfile.TemporaryDirectory(prefix="cl-bench-vulns.") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
