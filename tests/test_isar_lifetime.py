@@ -768,26 +768,34 @@ def tells_the_truth(report: Report, tag: str, engine: str, ref: str, want: str) 
 @dataclass
 class Life:
     built: Built
-    workdir: Path
+    workdir: Path  # the disks
+    logs: Path  # each boot's console, report and markers, in a directory of its name
     prepared: Path  # the disk after the first boot (a sparse copy of the .wic, grown)
     first: Boot
     spans: dict[str, float]  # each engine's load of A at the first boot, seconds
 
 
 @pytest.fixture(scope="module")
-def life(registry: Registry, image_factory: ImageFactory) -> Life:
+def boot_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the boots' logs go: under pytest's base temporary directory, which outlives the run
+    (the build tree does not), so a failure's consoles can be read afterwards."""
+    return tmp_path_factory.mktemp("lifetime-boots")
+
+
+@pytest.fixture(scope="module")
+def life(registry: Registry, image_factory: ImageFactory, boot_logs: Path) -> Life:
     built = build_image(registry, image_factory)
     workdir = built.build.topdir / "lifetime"
     workdir.mkdir()
     prepared = disk_copy(built.disk, workdir / "first.img", DISK_SIZE)
-    first = boot(prepared, workdir, "first", "prepare")
-    return Life(built, workdir, prepared, first, load_spans(first.markers))
+    first = boot(prepared, boot_logs, "first", "prepare")
+    return Life(built, workdir, boot_logs, prepared, first, load_spans(first.markers))
 
 
 @pytest.fixture(scope="module")
 def update(life: Life) -> Chain:
     disk = disk_copy(life.prepared, life.workdir / "update.img")
-    return Chain(disk, life.workdir, [("update", "update", None), ("updated", "updated", None)])
+    return Chain(disk, life.logs, [("update", "update", None), ("updated", "updated", None)])
 
 
 def lifetime_seed(environ: dict[str, str] | None = None) -> int:
@@ -825,8 +833,8 @@ def seed(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _seed_in_failure_reports(request: pytest.FixtureRequest, seed: int) -> None:
-    request.node.add_report_section("setup", "seed", _seed_note(seed))
+def _seed_in_failure_reports(request: pytest.FixtureRequest, seed: int, boot_logs: Path) -> None:
+    request.node.add_report_section("setup", "seed", f"{_seed_note(seed)}\nboot logs: {boot_logs}")
 
 
 @pytest.fixture(scope="module")
@@ -844,14 +852,14 @@ def kills(life: Life, seed: int) -> Chain:
         ("kill", f"kill {' '.join(delays)}", None),
         ("killed", "converge", None),
     ]
-    return Chain(disk_copy(life.prepared, life.workdir / "kill.img"), life.workdir, steps)
+    return Chain(disk_copy(life.prepared, life.workdir / "kill.img"), life.logs, steps)
 
 
 @pytest.fixture(scope="module")
 def diskfull(life: Life) -> Chain:
     """The data partition full while the loaders run, then freed -> the next boot converges."""
     steps: list[tuple[str, str, float | None]] = [("diskfull", "diskfull", None), ("freed", "converge", None)]
-    return Chain(disk_copy(life.prepared, life.workdir / "diskfull.img"), life.workdir, steps)
+    return Chain(disk_copy(life.prepared, life.workdir / "diskfull.img"), life.logs, steps)
 
 
 @pytest.fixture(scope="module")
@@ -863,7 +871,7 @@ def cuts(life: Life, seed: int) -> Chain:
         for i in range(1, POWER_CUTS + 1)
     ]
     steps.append(("final", "converge", None))
-    return Chain(disk_copy(life.prepared, life.workdir / "cuts.img"), life.workdir, steps)
+    return Chain(disk_copy(life.prepared, life.workdir / "cuts.img"), life.logs, steps)
 
 
 def _say(capsys: pytest.CaptureFixture[str], *lines: str) -> None:
