@@ -298,8 +298,8 @@ def test_fail_on_new_gates_on_introduced_untriaged_findings(releases, tmp_path) 
     status, report, stderr = diff_json(*args, "--fail-on-new", "critical")
     assert status == 1 and [f["id"] for f in report["failing"]] == ["CVE-2026-1002"]
     assert "NEW introduces 1 untriaged finding(s) at or above critical" in stderr
-    # CVE-2026-1003 (medium) is still open, not introduced: it does not fail the gate.
-    assert diff_json(*args, "--fail-on-new", "low")[0] == 1
+    status, report, _ = diff_json(*args, "--fail-on-new", "low")
+    assert status == 1 and [f["id"] for f in report["failing"]] == ["CVE-2026-1002"]
     vex = tmp_path / "vex.json"
     vex.write_text(
         json.dumps(
@@ -325,6 +325,34 @@ def test_fail_on_new_gates_on_introduced_untriaged_findings(releases, tmp_path) 
     assert status == 0, (stderr, report["vulnerabilities"]["introduced"])
     assert report["vulnerabilities"]["introduced"][0]["analysis"] == "not_affected"
     assert report["failing"] == []
+
+
+def _new_audited(releases, tmp_path, change) -> Path:
+    """The NEW audited SBOM with CVE-2026-1002 (introduced, critical) changed by `change`."""
+    doc = json.loads(releases["new_audited"].read_text())
+    doc["vulnerabilities"] = [
+        v for v in (change(v) if v["id"] == "CVE-2026-1002" else v for v in doc["vulnerabilities"]) if v
+    ]
+    path = tmp_path / "new.changed.cdx.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_fail_on_new_judges_still_open_and_unknown_findings_on_their_own(releases, tmp_path) -> None:
+    """Still open at or above the level: passes; introduced of unknown severity: fails at any level."""
+    # Without the introduced CVE-2026-1002, only CVE-2026-1003 (medium, still open) is at or above low.
+    new = _new_audited(releases, tmp_path, lambda v: None)
+    status, report, stderr = diff_json(releases["old_audited"], new, "--fail-on-new", "low")
+    assert [f["id"] for f in report["vulnerabilities"]["introduced"]] == []
+    assert [(f["id"], f["severity"]) for f in report["vulnerabilities"]["still_open"]] == [
+        ("CVE-2026-1003", "medium")
+    ]
+    assert status == 0 and report["failing"] == [], stderr
+    # CVE-2026-1002 introduced with no rating: unknown cannot be shown to be below critical.
+    new = _new_audited(releases, tmp_path, lambda v: {**v, "ratings": [{"severity": "unknown"}]})
+    status, report, stderr = diff_json(releases["old_audited"], new, "--fail-on-new", "critical")
+    assert status == 1, stderr
+    assert [(f["id"], f["severity"]) for f in report["failing"]] == [("CVE-2026-1002", "unknown")]
 
 
 def test_markdown_and_summary_name_every_change(releases) -> None:

@@ -523,22 +523,23 @@ def test_corrupt_zip_is_bad_input_and_writes_nothing(world, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "named", "reason"),
     [
-        ("--db", "missing.db"),
-        ("--db", "{manifest}"),
-        ("--vex", "missing.json"),
+        (("--db", "missing.db"), "missing.db", "no such vulnerability index"),
+        (("--db", "{manifest}"), "{manifest}", "not a container-lock vulnerability index"),
+        (("--vex", "missing.json"), "missing.json", "no such VEX file"),
     ],
 )
-def test_bad_input_exits_2_naming_it(world, args) -> None:
+def test_bad_input_exits_2_naming_it(world, args, named, reason) -> None:
+    """The message names the one bad argument (not just any argument given) and what is wrong with it."""
     args = tuple(a.format(manifest=world["manifest"]) for a in args)
+    named = named.format(manifest=world["manifest"])
     if "--db" not in args:
         args = (*args, "--db", str(world["db"]))
     result = cli("audit", world["manifest"], *args)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    named = [a for a in args if not a.startswith("--")]
-    assert any(Path(n).name in result.stderr for n in named), result.stderr
+    assert f"{named}: {reason}" in result.stderr, result.stderr
 
 
 def test_max_db_age_is_an_opt_in_gate(world) -> None:
