@@ -72,6 +72,15 @@ def _props(**values: object) -> list[Property]:
     ]
 
 
+PACKAGE_REF = "#package:"  # between an image's bom-ref and a package's purl (layers: `#layer-<n>`)
+
+
+def package_ref(image_ref: str, purl: str) -> str:
+    """The bom-ref of a package inside an image: the image's bom-ref, `#package:`, the package's purl
+    (earlier releases wrote `#pkg:` and the purl, `…#pkg:pkg:deb/…`; VEX naming those still applies)."""
+    return f"{image_ref}{PACKAGE_REF}{purl}"
+
+
 def inventory_components(image: ImageFacts, image_ref: str) -> list[Component]:
     """The packages inside an image (its build-time inventory), each with the layer that brought it."""
     if image.inventory is None:
@@ -85,7 +94,7 @@ def inventory_components(image: ImageFacts, image_ref: str) -> list[Component]:
                 type=ComponentType.LIBRARY,
                 name=package.name,
                 version=package.version,
-                bom_ref=f"{image_ref}#pkg:{purl.to_string()}",
+                bom_ref=package_ref(image_ref, purl.to_string()),
                 purl=purl,
                 licenses=[LicenseFactory().make_from_string(package.license)] if package.license else None,
                 properties=_props(
@@ -130,7 +139,7 @@ def inventory_json(image: ImageFacts, image_ref: str) -> list[dict[str, Any]]:
     for item in image.inventory.packages:
         package = item.package
         purl = _purl_text(package, distro_id, version_id)
-        doc: dict[str, Any] = {"bom-ref": f"{image_ref}#pkg:{purl}"}
+        doc: dict[str, Any] = {"bom-ref": package_ref(image_ref, purl)}
         if package.license:
             doc["licenses"] = _license_json(package.license)
         doc["name"] = package.name

@@ -81,10 +81,13 @@ class Triage:
 
 
 def _bom_ref(ref: str) -> str:
-    """A BOM-Link (`urn:cdx:<serial>/<version>#<bom-ref>`) as the bom-ref it names."""
+    """A BOM-Link (`urn:cdx:<serial>/<version>#<bom-ref>`) as the bom-ref it names; a package's
+    bom-ref in the form earlier releases wrote (`<image>#pkg:pkg:<type>/…`) as it is written now
+    (`<image>#package:pkg:<type>/…`, `sbom.document.package_ref`)."""
     if ref.startswith("urn:cdx:") and "#" in ref:
-        return ref.split("#", 1)[1]
-    return ref
+        ref = ref.split("#", 1)[1]
+    head, found, purl = ref.partition("#pkg:pkg:")
+    return f"{head}#package:pkg:{purl}" if found else ref
 
 
 def _purl_covers(product: str, purl: str) -> bool:
@@ -174,17 +177,19 @@ def _cyclonedx(doc: dict[str, Any], name: str) -> list[Triage]:
 
 def _openvex_product(value: Any, where: str) -> Product:
     if isinstance(value, str):
-        return Product(value)
+        return Product(_bom_ref(value))
     if not isinstance(value, dict):
         raise VexError(f"{where}: a product is a string or an object with @id")
     ident = value.get("@id") or (value.get("identifiers") or {}).get("purl")
     subs = tuple(
-        _text(s.get("@id") or (s.get("identifiers") or {}).get("purl"), f"{where}.subcomponents")
-        if isinstance(s, dict)
-        else _text(s, f"{where}.subcomponents")
+        _bom_ref(
+            _text(s.get("@id") or (s.get("identifiers") or {}).get("purl"), f"{where}.subcomponents")
+            if isinstance(s, dict)
+            else _text(s, f"{where}.subcomponents")
+        )
         for s in value.get("subcomponents") or []
     )
-    return Product(_text(ident, f"{where}.@id"), subs)
+    return Product(_bom_ref(_text(ident, f"{where}.@id")), subs)
 
 
 def _openvex(doc: dict[str, Any], name: str) -> list[Triage]:
