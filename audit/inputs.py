@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import errno
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,9 +40,21 @@ define_option = click.option(
     help="A value for ${NAME} in docker:// URLs (repeatable).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds > 0 (`inf` and `nan` are refused where the option is read)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds; give a number > 0", param, ctx)
+        return seconds
+
+
 timeout_option = click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(min=0, min_open=True),
     default=60.0,
     show_default=True,
     help="Seconds per registry request (> 0).",
@@ -121,6 +136,35 @@ def writable(path: Path, what: str) -> Path:
     return path
 
 
+_WRITE_HINTS = {
+    errno.EACCES: "the directory is not writable by this user",
+    errno.EPERM: "the directory is not writable by this user",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+}
+
+
+@contextmanager
+def output_errors(path: Path, what: str) -> Iterator[None]:
+    """Writing the `what` at `path` (the path the user gave): an OSError (a read-only or full disk, a
+    directory that cannot hold files…) exits 2 naming `path`, not the temporary file beside it."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        hint = _WRITE_HINTS.get(error.errno or 0, "give a path where a file can be created")
+        fail(f"{path}: cannot write the {what} ({reason}; {hint}); nothing was written")
+
+
+def write_output(path: Path, data: bytes, what: str) -> None:
+    """Write `data` to `path` atomically (all or nothing); exit 2 naming `path` if it cannot be written."""
+    from containerlock.files import atomic_write
+
+    with output_errors(path, what):
+        atomic_write(path, data)
+
+
 def scan_paths(paths: tuple[Path, ...], defines: tuple[str, ...]) -> list[Found]:
     """The docker:// URLs of the recipes and layers in `paths`."""
     try:
@@ -137,3 +181,26 @@ def load_policy(spec: str) -> Policy:
         return load(spec)
     except PolicyError as error:
         fail(str(error))
+
+
+def requirements(policy: Policy, provenance: bool = False) -> list[str]:
+    """What the policy demands of every image it applies to, failing closed: verified signatures
+    ([[signers]], `unsigned` an error), required provenance ([[provenance]] with `required`,
+    `provenance` an error; or `--provenance`). A command that judged no image must not pass these."""
+    found = []
+    if policy.signers and policy.severity("unsigned") == "error":
+        found.append("signatures ([[signers]])")
+    required = provenance or any(rule.required for rule in policy.provenance)
+    if required and policy.severity("provenance") == "error":
+        found.append("provenance ([[provenance]])" if not provenance else "provenance (--provenance)")
+    return found
+
+
+def nothing_to_judge(what: str, where: str, policy: Policy, provenance: bool = False) -> None:
+    """Exit 2 when no image was judged and the policy requires something of images."""
+    required = requirements(policy, provenance)
+    if required:
+        fail(
+            f"nothing to {what}: {where}; policy '{policy.name}' requires {' and '.join(required)}, which "
+            "no image was judged for: give the layers or recipes that use the images (or the lockfile)"
+        )

@@ -95,5 +95,6 @@ def of_manifest(path: Path) -> list[tuple[str, Inventory | None]]:
     from sbom.manifests import load
 
     return [
-        (f"{image.reference}:{image.tag} ({image.platform})", image.inventory) for image in load(path).images
+        (f"{image.reference}:{image.tag} ({image.platform})", image.inventory)
+        for image in load(path, "an image reference or a build manifest").images
     ]

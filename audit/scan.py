@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -36,18 +37,37 @@ class Found:
         return f"{self.path}:{self.line}"
 
 
+def _unreadable(error: OSError) -> None:
+    """A directory under a scanned path that cannot be listed: its recipes would be missed."""
+    raise ScanError(
+        f"{error.filename}: cannot be read ({error.strerror or error}); its recipes would be missed: "
+        "make it readable, or give the directories to scan"
+    )
+
+
 def _files(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_file():
             files.append(path)
         elif path.is_dir():
-            files += [
-                p for p in path.rglob("*") if p.is_file() and p.suffix in RECIPE_SUFFIXES + CONF_SUFFIXES
-            ]
+            for top, _dirs, names in os.walk(path, onerror=_unreadable, followlinks=True):
+                files += [
+                    Path(top, n)
+                    for n in names
+                    if Path(n).suffix in RECIPE_SUFFIXES + CONF_SUFFIXES and Path(top, n).is_file()
+                ]
         else:
             raise ScanError(f"{path}: no such file or directory")
     return sorted(set(files))
+
+
+def _read(path: Path) -> str:
+    """A recipe's text; ScanError naming it if it cannot be read."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError as error:
+        raise ScanError(f"{path}: cannot be read ({error.strerror or error}); make it readable") from None
 
 
 def collect_defaults(files: Iterable[Path]) -> dict[str, str]:
@@ -55,7 +75,7 @@ def collect_defaults(files: Iterable[Path]) -> dict[str, str]:
     strong: dict[str, str] = {}
     weak: dict[str, str] = {}
     for path in files:
-        for line in path.read_text(errors="replace").splitlines():
+        for line in _read(path).splitlines():
             m = _ASSIGN.match(line)
             if not m:
                 continue
@@ -85,7 +105,7 @@ def scan(paths: Iterable[Path], defines: Mapping[str, str] | None = None) -> lis
     for path in files:
         if path.suffix not in RECIPE_SUFFIXES:
             continue
-        for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        for lineno, line in enumerate(_read(path).splitlines(), 1):
             if line.lstrip().startswith("#"):
                 continue
             for m in _URL.finditer(line):

@@ -268,9 +268,26 @@ def check_trust_inputs(signers: tuple[Signer, ...], base: Path, trusted_root: Pa
             ) from None
         except Exception as err:  # sigstore/pydantic raise several kinds for a file that is not one
             raise TrustInputError(
-                f"{trusted_root}: not a Sigstore trusted root (trusted_root.json): {type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}"
+                f"{trusted_root}: not a Sigstore trusted root ({_trust_root_problem(err)}); give the "
+                "trusted_root.json of the Sigstore deployment that signed the images"
             ) from None
+
+
+def _trust_root_problem(err: Exception) -> str:
+    """What is wrong with a trusted root, in a few words (pydantic's first error, not its report)."""
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        try:
+            found = errors(include_url=False, include_input=False)
+        except TypeError:
+            found = None
+        if found:
+            first = found[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            more = f"; {len(found) - 1} more" if len(found) > 1 else ""
+            return f"{where + ': ' if where else ''}{first.get('msg', '')}{more}"
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,16 @@ class UpdatePlan:
         return [c for c in self.changes if c.status in ("added", "updated", "platforms")]
 
 
+def image_key(text: str) -> str:
+    """The lock key of an --image: `host/path[:tag]`, `docker://host/path[:tag]` (as `inventory` takes
+    it) or a recipe's `docker://host/path;tag=TAG`."""
+    if text.startswith("docker://") and ";" not in text:
+        text = text.removeprefix("docker://")
+    return lockfile.normalise_key(text)
+
+
 def _targets(found: Sequence[Found], lock: Lock, images: Iterable[str]) -> dict[str, ImageReference]:
-    wanted = {lockfile.normalise_key(i) for i in images}
+    wanted = {image_key(i) for i in images}
     targets: dict[str, ImageReference] = {}
     if found:
         for f in found:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from sbom import kind
 from sbom.memory import no_cycle_collection
 
 from .release import Finding, Image, Layer, PackageKey, Release
@@ -35,7 +36,8 @@ def _load(path: Path) -> tuple[Release, dict[str, Any] | None]:
     if path.is_dir():
         return _from_manifests(path, deploy_dir=True)
     doc = _json(path)
-    if isinstance(doc, dict) and doc.get("bomFormat") == "CycloneDX":
+    found = kind.kind(doc)
+    if found == kind.CYCLONEDX:
         try:
             return of_sbom(doc, str(path)), doc
         except (AttributeError, TypeError, KeyError, ValueError) as err:
@@ -45,13 +47,12 @@ def _load(path: Path) -> tuple[Release, dict[str, Any] | None]:
                 f"{path}: a CycloneDX document container-lock cannot read ({type(err).__name__}: {err}); "
                 "give the SBOM `container-lock sbom` wrote"
             ) from None
-    if isinstance(doc, dict) and isinstance(doc.get("images"), dict) and "package" not in doc:
+    if found == kind.LOCKFILE:
         return _of_lockfile(path), None
-    if isinstance(doc, dict) and isinstance(doc.get("images"), list) and "package" in doc:
+    if found == kind.BUILD_MANIFEST:
         return _from_manifests(path, deploy_dir=False)
-    what = "an SPDX document" if isinstance(doc, dict) and "spdxVersion" in doc else "JSON of another kind"
     raise ReleaseInputError(
-        f"{path}: {what}, not a CycloneDX SBOM made by `container-lock sbom`, a build manifest "
+        f"{path}: {kind.describe(doc)}, not a CycloneDX SBOM made by `container-lock sbom`, a build manifest "
         "or a lockfile; give one of those (or a deploy directory)"
     )
 

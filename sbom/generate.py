@@ -55,7 +55,14 @@ def _generate(
         report(n, len(paths))
     images = sum(len(m.images) for m in loaded)
     total = len(paths) + 3 * images + 1
-    lock = lockfile.load(lock_path) if lock_path is not None else None
+    if lock_path is not None and not lock_path.exists():  # a named lock that is not there is bad input
+        raise lockfile.LockfileError(
+            f"{lock_path}: no such lockfile; give the build's lockfile (CONTAINER_LOCKFILE) or leave out -l"
+        )
+    try:
+        lock = lockfile.load(lock_path) if lock_path is not None else None
+    except OSError as err:
+        raise lockfile.LockfileError(f"{lock_path}: cannot be read ({err.strerror or err})") from None
     doc = document.build(
         loaded,
         lock,

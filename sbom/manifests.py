@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from containerlock.contents.inventory import Inventory, InventoryError
 from containerlock.oci.manifest import Descriptor
 from containerlock.oci.record import ImageRecord, RecordError
 from containerlock.payload.archive import MANIFEST_VERSION
+
+from . import kind
 
 
 class BuildManifestError(ValueError):
@@ -76,13 +79,21 @@ def _image(raw: dict[str, Any], where: str) -> ImageFacts:
     )
 
 
-def load(path: Path) -> PackageManifest:
-    """Parse one manifest file."""
+TAKES = "the build manifests a build wrote (DEPLOY_DIR/container-lock/*.json)"
+
+
+def load(path: Path, takes: str = TAKES) -> PackageManifest:
+    """Parse one manifest file; `takes` ends the message for a file of another kind (what the
+    command reads instead)."""
     try:
         doc = json.loads(path.read_text())
         if not isinstance(doc, dict):
             raise BuildManifestError(
                 f"{path}: not a container-lock build manifest (the top level is not a JSON object)"
+            )
+        if kind.kind(doc) != kind.BUILD_MANIFEST:
+            raise BuildManifestError(
+                f"{path}: this is {kind.describe(doc)}, not a container-lock build manifest; give {takes}"
             )
         if doc.get("version") != MANIFEST_VERSION:
             raise BuildManifestError(
@@ -106,6 +117,8 @@ def load(path: Path) -> PackageManifest:
         ) from None
     except UnicodeDecodeError:
         raise BuildManifestError(f"{path}: not UTF-8 text, so not a build manifest") from None
+    except OSError as err:
+        raise BuildManifestError(f"{path}: cannot be read ({err.strerror or err})") from None
     except json.JSONDecodeError as err:
         raise BuildManifestError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
     except (RecordError, InventoryError) as err:
@@ -119,8 +132,14 @@ def load(path: Path) -> PackageManifest:
 
 def paths_in(deploy_dir: Path) -> list[Path]:
     """The manifest files in `<deploy>/container-lock/` (or `deploy_dir` itself), in name order."""
+    if not deploy_dir.is_dir():
+        raise BuildManifestError(f"{deploy_dir}: no such directory; give the build's DEPLOY_DIR")
     directory = deploy_dir / "container-lock" if (deploy_dir / "container-lock").is_dir() else deploy_dir
-    paths = sorted(p for p in directory.glob("*.json") if not p.name.endswith(".cdx.json"))
+    try:
+        names = [entry.name for entry in os.scandir(directory)]
+    except OSError as err:
+        raise BuildManifestError(f"{directory}: cannot be read ({err.strerror or err})") from None
+    paths = sorted(directory / n for n in names if n.endswith(".json") and not n.endswith(".cdx.json"))
     if not paths:
         raise BuildManifestError(f"{directory}: no build manifests (*.json); build a loader recipe first")
     return paths

@@ -32,7 +32,7 @@ from cyclonedx.validation.xml import XmlValidator  # noqa: E402
 
 from containerlock.files import atomic_write  # noqa: E402
 
-from . import schema  # noqa: E402
+from . import kind, schema  # noqa: E402
 from .document import Document, Graph, image_components, inventory_json, model_json  # noqa: E402
 
 Tick = Callable[[], None]
@@ -194,8 +194,16 @@ def merge(image_sbom: Path, ours: Document) -> Document:
     """
     try:
         doc = json.loads(image_sbom.read_text())
+    except (OSError, ValueError) as err:
+        raise SbomError(f"{image_sbom}: not a CycloneDX JSON document this tool can read ({err})") from None
+    if kind.kind(doc) != kind.CYCLONEDX:  # the library would drop it silently (or fail on an array)
+        raise SbomError(
+            f"{image_sbom}: this is {kind.describe(doc)}, not a CycloneDX JSON document; --merge adds the "
+            "images to a CycloneDX SBOM (e.g. Isar's debsbom output)"
+        )
+    try:
         target = Bom.from_json(doc)  # type: ignore[attr-defined]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise SbomError(f"{image_sbom}: not a CycloneDX JSON document this tool can read ({err})") from None
     known = {str(c.bom_ref) for c in target.components}
     for component in ours.bom.components:

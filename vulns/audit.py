@@ -32,6 +32,7 @@ class Result:
     stale: list[Triage]
     notes: list[str]
     document: dict[str, Any] | None  # the one SBOM given, when exactly one was
+    packages: int = 0  # the packages inside images that were audited (0: nothing was)
 
     def to_json(self) -> dict[str, Any]:
         return report.as_json(self.snapshot, self.findings, self.failing, self.stale, self.notes)
@@ -61,7 +62,7 @@ def run(
         index.close()
     found, stale = vex.apply(found, triage)
     failing = (gate or Gate()).failing(found)
-    return Result(index.snapshot, found, failing, stale, notes, sbom)
+    return Result(index.snapshot, found, failing, stale, notes, sbom, len(found_targets))
 
 
 def sbom_text(result: Result, doc: dict[str, Any], validated: bool = False) -> str:

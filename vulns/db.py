@@ -58,6 +58,35 @@ class DbError(ValueError):
     """A source or an index that cannot be used; the text names the file. Nothing was written."""
 
 
+class IndexWriteError(OSError):
+    """The index could not be written at the path given (`filename`, not the temporary file beside it)."""
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_target(target: Path) -> None:
+    """DbError unless `target` is absent or an index this tool wrote: an import replaces it, so a
+    lockfile, an SBOM or another program's database given as --db is refused and left untouched."""
+    if not target.exists():
+        return
+    try:
+        with target.open("rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+        found = None
+        if head == _SQLITE_MAGIC:
+            with contextlib.closing(sqlite3.connect(f"file:{target}?mode=ro", uri=True)) as db:
+                found = db.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone()
+    except (OSError, sqlite3.Error):
+        found = None
+    if found is None:
+        raise DbError(
+            f"{target}: exists and is not a vulnerability index that `container-lock vulndb import` wrote; "
+            "an import would replace it, so it is left untouched: give another --db path (or delete the "
+            "file yourself)"
+        )
+
+
 @dataclass(frozen=True)
 class Source:
     """One imported export: its file name, sha256, records read from it and their newest `modified`."""
@@ -193,6 +222,7 @@ def build(
     A record id found twice keeps its newest `modified` (then the greater text, so the
     order of the sources does not matter).
     """
+    check_target(target)
     paths = list(sources)
     problems: list[Problem] = []
     records: dict[str, _Read] = {}
@@ -227,7 +257,10 @@ def build(
         skipped=len(problems),
         newest=max((r.record.modified for r in records.values()), default=None),
     )
-    _write(target, snapshot, records)
+    try:
+        _write(target, snapshot, records)
+    except OSError as err:
+        raise IndexWriteError(err.errno, err.strerror or str(err), str(target)) from None
     return snapshot, problems
 
 

@@ -97,7 +97,7 @@ def of_manifests(paths: Iterable[Path]) -> list[Target]:
     seen: set[str] = set()
     for path in paths:
         try:
-            manifest = manifests.load(path)
+            manifest = manifests.load(path, "an SBOM `container-lock sbom` wrote or a build manifest")
         except manifests.BuildManifestError as err:
             raise TargetError(str(err)) from None
         for image in manifest.images:

@@ -12,7 +12,7 @@ import click
 from .. import exits
 from ..console import err, escape
 from ..exits import fail
-from ..inputs import db_option, json_option, vex_option, writable
+from ..inputs import db_option, json_option, vex_option, writable, write_output
 
 LEVELS = ("low", "medium", "high", "critical")
 
@@ -104,10 +104,14 @@ def audit_command(
             text = sbom_text(result, doc)
     except (DbError, TargetError, VexError, BuildManifestError, SbomOutputError) as error:
         fail(str(error))
+    if not result.packages:  # a gate that saw nothing must not pass
+        fail(
+            f"nothing to audit: {', '.join(str(p) for p in inputs)}: no image with a list of the packages "
+            "inside; give the SBOM `container-lock sbom` wrote of a build that listed them (or its build "
+            "manifests)"
+        )
     if output is not None and text is not None:
-        from sbom.output import write
-
-        write(text, output)
+        write_output(output, text.encode(), "SBOM")
         err().print(f"wrote {escape(str(output))}")
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")

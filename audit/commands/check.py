@@ -16,6 +16,7 @@ from ..inputs import (
     load_lock,
     load_policy,
     lockfile_option,
+    nothing_to_judge,
     policy_option,
     scan_paths,
 )
@@ -43,6 +44,8 @@ def check_command(
         err().print(
             f"[yellow]note:[/] {escape(str(lockfile))} does not exist: checking the recipes without a lock"
         )
+    if not found:
+        nothing_to_judge("check", f"no docker:// reference in {', '.join(map(str, paths))}", policy)
     findings = evaluate(found, lock, lockfile if present else None, policy)
     if as_json:
         document = render.as_json(findings, policy, len(found), str(lockfile) if present else None)

@@ -10,7 +10,7 @@ import click
 from .. import exits
 from ..console import err, escape
 from ..exits import fail
-from ..inputs import db_option, vex_option, writable
+from ..inputs import db_option, vex_option, writable, write_output
 
 
 @click.command("sbom", epilog=exits.HELP)
@@ -42,8 +42,9 @@ from ..inputs import db_option, vex_option, writable
 @click.option("--format", "fmt", type=click.Choice(["json", "xml"]), default="json", show_default=True)
 @click.option(
     "--source-date-epoch",
-    type=click.IntRange(min=0),
+    callback=lambda ctx, param, value: _epoch(ctx, param, value),
     envvar="SOURCE_DATE_EPOCH",
+    metavar="SECONDS",
     help="Timestamp (seconds since 1970, >= 0); default: $SOURCE_DATE_EPOCH, else the newest "
     "of the build manifests'.",
 )
@@ -72,7 +73,7 @@ def sbom_command(
     from containerlock.lock import lockfile as lockfile_module
     from sbom.generate import generate
     from sbom.manifests import BuildManifestError
-    from sbom.output import SbomError, write
+    from sbom.output import SbomError
 
     from ..progress import progress
 
@@ -96,8 +97,34 @@ def sbom_command(
     if output is None:
         sys.stdout.write(text)
     else:
-        write(text, output)
+        write_output(output, text.encode(), "SBOM")
         err().print(f"wrote {escape(str(output))}")
+
+
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: the last second an SBOM timestamp can name
+
+
+def _epoch(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """--source-date-epoch, or $SOURCE_DATE_EPOCH: whole seconds from 0 to MAX_EPOCH; a bad value names
+    where it came from (the option, or the environment)."""
+    if value is None or value == "":
+        return None
+    hint = None
+    if ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.ENVIRONMENT:
+        hint = "SOURCE_DATE_EPOCH (from the environment; unset it or fix it)"
+    try:
+        seconds = int(value)
+    except ValueError:
+        message = f"{value!r} is not a whole number of seconds since 1970"
+        raise click.BadParameter(message, ctx, param, hint) from None
+    if not 0 <= seconds <= MAX_EPOCH:
+        raise click.BadParameter(
+            f"{value} is out of range; give seconds since 1970 from 0 to {MAX_EPOCH} (year 9999)",
+            ctx,
+            param,
+            hint,
+        )
+    return seconds
 
 
 def _with_vulnerabilities(text: str, db_path: Path, vex_paths: tuple[Path, ...]) -> str:

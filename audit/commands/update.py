@@ -25,6 +25,7 @@ from ..inputs import (
     json_option,
     load_lock,
     lockfile_option,
+    output_errors,
     scan_paths,
     timeout_option,
     writable,
@@ -85,6 +86,11 @@ def update_command(
         fail("--markdown and --json: give one of them")
     if dl_dir is not None and not dl_dir.is_dir():
         fail(f"--dl-dir {dl_dir}: no such directory")
+    if not paths and not lockfile.exists():
+        fail(
+            f"{lockfile}: no such lockfile, and no PATHS to scan: give the layers or recipes "
+            "(or -l the lockfile to re-resolve)"
+        )
     found = scan_paths(paths, defines)
     lock = load_lock(lockfile)
     if not check:
@@ -97,7 +103,8 @@ def update_command(
     if not plan.changes and plan.unresolved:
         skipped = "; ".join(f"{f.where}: {f.text}: {f.problem}" for f in plan.unresolved)
         fail(f"no reference could be resolved statically ({skipped}); give -D NAME=VALUE for the variables")
-    written = False if check else updating.write(plan, lockfile)
+    with output_errors(lockfile, "lockfile"):
+        written = False if check else updating.write(plan, lockfile)
     diff_status, diff = _diff(plan, dl_dir, timeout, as_json) if show_diff else (exits.OK, None)
     if as_json:
         doc = render.as_json(plan, lockfile, written)
@@ -121,7 +128,7 @@ def update_command(
         sys.exit(diff_status)
     if plan.errors:
         sys.exit(exits.REGISTRY)
-    if check and (plan.pending or not lockfile.exists()):
+    if check and (plan.pending or (plan.changes and not lockfile.exists())):
         sys.exit(exits.CHECK_FAILED)
 
 

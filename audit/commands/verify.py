@@ -21,6 +21,8 @@ from ..inputs import (
     load_lock,
     load_policy,
     lockfile_option,
+    nothing_to_judge,
+    output_errors,
     policy_option,
     scan_paths,
     timeout_option,
@@ -99,7 +101,11 @@ def verify_command(
     except TrustInputError as error:
         fail(str(error))
     verdicts = verifying.verify(found, lock, policy, policy_dir, trusted_root, offline, timeout, provenance)
-    written = verifying.record(lockfile, verdicts) if record else False
+    if not verdicts:
+        where = "no docker:// reference in the recipes nor entry in the lockfile"
+        nothing_to_judge("verify", where, policy, provenance)
+    with output_errors(lockfile, "lockfile"):
+        written = verifying.record(lockfile, verdicts) if record else False
     failed = verifying.failed(verdicts, policy)
     relaxed = policy.severity("unsigned") != "error"
     if as_json:

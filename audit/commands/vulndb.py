@@ -9,7 +9,7 @@ import click
 
 from .. import exits
 from ..exits import fail
-from ..inputs import db_option, json_option, writable
+from ..inputs import db_option, json_option, output_errors, writable
 
 
 @click.group("vulndb", epilog=exits.HELP)
@@ -28,7 +28,7 @@ def import_command(sources: tuple[Path, ...], db_path: Path, as_json: bool) -> N
 
     A record that cannot be used is reported (file, id, reason) and skipped.
     """
-    from vulns.db import DbError, build
+    from vulns.db import DbError, IndexWriteError, build
 
     from ..progress import progress
     from ..render import vulndb as render
@@ -39,6 +39,9 @@ def import_command(sources: tuple[Path, ...], db_path: Path, as_json: bool) -> N
             snapshot, problems = build(sources, db_path, advance)
     except DbError as error:
         fail(str(error))
+    except IndexWriteError as error:
+        with output_errors(db_path, "vulnerability index"):
+            raise error from None
     except OSError as error:
         fail(f"{error.filename or db_path}: {error.strerror or error}")
     render.problems(problems)

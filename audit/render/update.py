@@ -64,6 +64,8 @@ def _skipped_and_failed(plan: UpdatePlan) -> None:
 def verdict(plan: UpdatePlan, lockfile: Path, written: bool, check: bool) -> str:
     """One line: what the lock is (or was made) and why."""
     failed = len(plan.errors)
+    if not plan.changes and not lockfile.exists():  # `update` and `update --check` agree: no lock needed
+        return f"{lockfile}: not needed: no reference without a digest to lock (nothing written)"
     if check:
         if failed:
             return (

@@ -193,7 +193,10 @@ def update(path: Path, change: Callable[[Lock], None]) -> bool:
         after = current.dumps()
         if after == before:
             return False
-        atomic_write(path, after)
+        try:
+            atomic_write(path, after)
+        except OSError as err:  # name the lockfile, not the temporary file beside it
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
         return True
 
 
