@@ -77,6 +77,11 @@ BENCH_MIB = 8
 BENCH_IMAGES = 5
 KILL_TRIALS = 2  # per engine, each followed by a rerun in the same boot; then one more, then a boot
 POWER_CUTS = 4
+# The moments, as fractions of a load timed in the same boot (an engine's own load for a kill;
+# from the first start to the last end of both engines' loads for a cut): a few cuts land just
+# after the loads (a cut 2-3 s after dockerd's load returned once lost its image).
+KILL_REACH = 0.9
+CUT_REACH = 1.15
 DISK_SIZE = 6 << 30
 SEED_ENV = "CONTAINER_LOCK_LIFETIME_SEED"
 
@@ -194,12 +199,15 @@ _BENCH_DROPIN = "[Unit]\nConditionPathExists=/run/cltest/bench\n"
 
 # The engine for the test's loader units (their PATH starts with /usr/libexec/cltest).
 _MARK = r"""#!/bin/bash
-# container-lock lifetime test: `<engine> load` is marked on ttyS2 (start, end, exit status) and
-# its PID kept in /run/cltest; every other command goes to the engine as it is.
+# container-lock lifetime test: `<engine> load` is marked on ttyS2 (start, end, exit status); its
+# PID, start and end time are kept in /run/cltest/load-<engine>.{pid,started,end}; every other
+# command goes to the engine as it is.
 engine=${0##*/}
 [ "${1:-}" = load ] || exec "/usr/bin/$engine" "$@"
 mkdir -p /run/cltest
-echo "@@MARK load-start $engine $(date +%s.%N)" > /dev/ttyS2
+started=$(date +%s.%N)
+echo "$started" > "/run/cltest/load-$engine.started"
+echo "@@MARK load-start $engine $started" > /dev/ttyS2
 exec 3<&0
 "/usr/bin/$engine" "$@" <&3 3<&- &
 pid=$!
@@ -207,8 +215,9 @@ exec 3<&- 0</dev/null
 echo "$pid" > "/run/cltest/load-$engine.pid"
 wait "$pid"
 rc=$?
-touch "/run/cltest/load-$engine.end"
-echo "@@MARK load-end $engine $rc $(date +%s.%N)" > /dev/ttyS2
+ended=$(date +%s.%N)
+echo "$ended" > "/run/cltest/load-$engine.end"
+echo "@@MARK load-end $engine $rc $ended" > /dev/ttyS2
 exit "$rc"
 """
 
@@ -309,6 +318,27 @@ observe() { show_units "$@"; show_images "$@"; }
 
 # -- faults -----------------------------------------------------------------------------------------
 
+# `timed_load ENGINE...`: the test's image goes from each engine, their loader units run again
+# side by side; prints the seconds from the first load's start to the last one's end (the PATH
+# wrapper's times; 0 when no load ran). The kill and cut moments are fractions of this, measured
+# in the same boot, so a slow or shared CPU stretches them with the loads.
+timed_load() {
+    local e
+    for e in "$@"; do
+        "$e" rmi -f "$REF" >/dev/null 2>&1
+        rm -f "/run/cltest/load-$e".*
+    done
+    sync
+    for e in "$@"; do systemctl restart --no-block "$(unit "$e")"; done
+    for e in "$@"; do settle "$(unit "$e")" 300; done
+    for e in "$@"; do
+        echo "$(cat "/run/cltest/load-$e.started" 2>/dev/null) $(cat "/run/cltest/load-$e.end" 2>/dev/null)"
+    done | awk 'NF == 2 { if (!n++ || $1 < s) s = $1; if ($2 > t) t = $2 }
+                END { if (n) printf "%.2f\n", t - s; else print 0 }'
+}
+
+scaled() { awk -v f="$1" -v s="$2" 'BEGIN { printf "%.2f", f * s }'; }
+
 # SIGKILL to the engine while the loader's `<engine> load` runs: dockerd, or the `podman load`
 # process (podman has no daemon). The PATH wrapper of the test's loader units writes the load's
 # PID to /run/cltest/load-<engine>.pid when it starts it.
@@ -316,7 +346,7 @@ kill_trial() {
     local e=$1 tag=$2 delay=$3 converge=$4 i ended pid since
     "$e" rmi -f "$REF" >/dev/null 2>&1
     since=$(date +%s)
-    rm -f "/run/cltest/load-$e.pid" "/run/cltest/load-$e.end"
+    rm -f "/run/cltest/load-$e".*
     sync
     systemctl restart --no-block "$(unit "$e")"
     for i in $(seq 1500); do
@@ -346,17 +376,19 @@ kill_trial() {
     fi
 }
 
-# The host draws the delays (seconds after the load started, `<engine>delays=d1,d2,…`): one
-# trial each, a rerun after all but the last.
+# The host draws the moments (`<engine>fractions=f1,f2,…`, fractions of a load timed first in
+# this boot): one trial each, a rerun after all but the last.
 phase_kill() {
-    local t e n delays
+    local t e n span fractions
     for e in $ENGINES; do
-        IFS=, read -r -a delays <<< "$(setting "${e}delays" 1)"
-        n=${#delays[@]}
+        span=$(timed_load "$e")
+        say "timed load $e" "seconds=$span"
+        IFS=, read -r -a fractions <<< "$(setting "${e}fractions" 0.5)"
+        n=${#fractions[@]}
         for ((t = 1; t < n; t++)); do
-            kill_trial "$e" "kill$t" "${delays[t - 1]}" yes
+            kill_trial "$e" "kill$t" "$(scaled "${fractions[t - 1]}" "$span")" yes
         done
-        kill_trial "$e" "killlast" "${delays[n - 1]}" no
+        kill_trial "$e" "killlast" "$(scaled "${fractions[n - 1]}" "$span")" no
     done
 }
 
@@ -389,10 +421,11 @@ phase_diskfull() {
     show_images freed $ENGINES
 }
 
-# Arm a power cut: the images go, the loaders start again; the host pulls the plug after the
-# first load-start marker.
+# Arm a power cut: both loads timed once (the host's window), the images go, the loaders start
+# again; the host pulls the plug a fraction of that window after the first load-start marker.
 phase_cut() {
     local e
+    say "cut window" "seconds=$(timed_load $ENGINES)"
     for e in $ENGINES; do "$e" rmi -f "$REF" >/dev/null 2>&1; done
     rm -f /run/cltest/load-*
     sync
@@ -627,6 +660,13 @@ def _pull_plug(vm: QemuVM, delay: float, deadline: float) -> dict[str, object]:
     return {"delay": round(delay, 2), "loading": sorted(started - ended), "loaded": sorted(ended)}
 
 
+def _cut_window(report: Report) -> float:
+    """The seconds the guest's timed loads of this boot took (`cut window`), 5 if none ran."""
+    section = report["cut window"]
+    seconds = float(section.output.strip().removeprefix("seconds=") or 0)
+    return seconds if seconds > 0 else 5.0
+
+
 def boot(
     disk: Path,
     workdir: Path,
@@ -636,7 +676,8 @@ def boot(
     timeout: float = BOOT_TIMEOUT,
 ) -> Boot:
     """Start qemu on `disk` (a copy of the image) with `scenario`; wait for the report, then for the
-    power-off, or (`cut`: seconds after the first load the guest started) pull the plug."""
+    power-off, or pull the plug `cut` times the guest's `cut window` (both loads timed in this
+    boot) after the first load the guest started once armed."""
     vm = QemuVM(
         disk,
         workdir / name,
@@ -653,7 +694,8 @@ def boot(
             assert vm.wait_exit(deadline) == 0
             pulled = None
         else:
-            pulled = _pull_plug(vm, cut, deadline)
+            window = _cut_window(report)
+            pulled = {"window": window, **_pull_plug(vm, round(cut * window, 2), deadline)}
     return Boot(name, scenario, report, vm.marker_lines(), time.monotonic() - started, pulled)
 
 
@@ -676,7 +718,7 @@ class Chain:
 
     disk: Path
     workdir: Path
-    steps: list[tuple[str, str, float | None]]  # name, scenario, power cut (s after a load started)
+    steps: list[tuple[str, str, float | None]]  # name, scenario, power cut (fraction of the window)
     boots: dict[str, Boot] = field(default_factory=dict)
     broken: str | None = None
 
@@ -840,16 +882,16 @@ def _seed_in_failure_reports(request: pytest.FixtureRequest, seed: int, boot_log
 @pytest.fixture(scope="module")
 def kills(life: Life, seed: int) -> Chain:
     """Engine kills mid-load (a rerun after each but the last) -> the next boot converges."""
-    # the first boot's loads ran side by side and beside the boot: later ones are faster
-    delays = []
+    # fractions of a load of the same engine timed in the same boot (the first boot's loads ran
+    # beside the boot, two to three times slower than later ones: windows taken from them let
+    # half of the kills land after the load)
+    fractions = []
     for engine in ENGINES:
-        top = life.spans.get(engine, 3.0) * 0.45
         rng = draws(seed, f"kill-{engine}")
-        delays.append(
-            f"{engine}delays=" + ",".join(f"{rng.uniform(0.0, top):.2f}" for _ in range(KILL_TRIALS + 1))
-        )
+        drawn = ",".join(f"{rng.uniform(0.0, KILL_REACH):.3f}" for _ in range(KILL_TRIALS + 1))
+        fractions.append(f"{engine}fractions={drawn}")
     steps: list[tuple[str, str, float | None]] = [
-        ("kill", f"kill {' '.join(delays)}", None),
+        ("kill", f"kill {' '.join(fractions)}", None),
         ("killed", "converge", None),
     ]
     return Chain(disk_copy(life.prepared, life.workdir / "kill.img"), life.logs, steps)
@@ -865,9 +907,8 @@ def diskfull(life: Life) -> Chain:
 @pytest.fixture(scope="module")
 def cuts(life: Life, seed: int) -> Chain:
     """Power cuts during the loads, each boot converging after the previous cut -> a last boot."""
-    window = max(life.spans.values(), default=5.0) * 0.75
     steps: list[tuple[str, str, float | None]] = [
-        (f"cut{i}", "converge cut", round(draws(seed, f"cut{i}").uniform(0.0, window), 2))
+        (f"cut{i}", "converge cut", round(draws(seed, f"cut{i}").uniform(0.0, CUT_REACH), 3))
         for i in range(1, POWER_CUTS + 1)
     ]
     steps.append(("final", "converge", None))
@@ -956,6 +997,7 @@ def test_engine_killed_mid_load(
     lines = []
     mid_load = {engine: 0 for engine in ENGINES}
     for engine in ENGINES:
+        timed = _kill_facts(report[f"timed load {engine}"].output).get("seconds")
         for tag in [*(f"kill{t}" for t in range(1, KILL_TRIALS + 1)), "killlast"]:
             facts = _kill_facts(report[f"{tag} kill {engine}"].output)
             during = facts.get("load_ended_before_kill") == "no"
@@ -975,7 +1017,8 @@ def test_engine_killed_mid_load(
             else:
                 killed = "the run had loaded"
             lines.append(
-                f"  {engine} {tag}: SIGKILL {facts.get('delay')} s after the load started, {killed} "
+                f"  {engine} {tag}: SIGKILL {facts.get('delay')} s after the load started (a timed load: "
+                f"{timed} s), {killed} "
                 f"({'mid-load' if during else 'after the load'}); unit then "
                 f"{state.get('ActiveState')}/{state.get('Result')}, {ref.rsplit('/', 1)[-1]} -> "
                 f"{'A' if got == a else got or 'nothing'}"
@@ -1037,7 +1080,7 @@ def test_power_cuts_mid_load(life: Life, cuts: Chain, seed: int, capsys: pytest.
         failed += bool(problems)
         during += bool(cut.cut["loading"])
         lines.append(
-            f"  cut {i}: {cut.cut['delay']} s after the first load started, "
+            f"  cut {i}: {cut.cut['delay']} s after the first load started (window {cut.cut['window']} s), "
             f"loading {cut.cut['loading'] or 'nothing'}"
             f" (finished {cut.cut['loaded'] or 'none'}); next boot "
             + ("converged" if not problems else "NOT converged: " + "; ".join(problems))
