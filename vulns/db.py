@@ -531,9 +531,10 @@ class Index:
         ).fetchall()
         return answered, compared
 
-    def records(self, ids: Iterable[str]) -> dict[str, osv.Record]:
+    def records(self, ids: Iterable[str], present: bool = False) -> dict[str, osv.Record]:
         """Many records at once, without their `affected` entries (an audit has the entries of its
-        packages from `placed`; sqlite leaves them and the details out before they are parsed)."""
+        packages from `placed`; sqlite leaves them and the details out before they are parsed).
+        `present`: only those the index holds (an `upstream` may name records it does not)."""
         ids = list(ids)
         missing = sorted(set(ids) - self._briefs.keys())
         if missing:
@@ -543,6 +544,8 @@ class Index:
                 " JOIN records r ON r.id = w.id"
             ):
                 self._briefs[record_id] = osv.trusted(json.loads(doc))
+        if present:
+            return {i: self._briefs[i] for i in ids if i in self._briefs}
         return {i: self._briefs[i] for i in ids}
 
     def record(self, record_id: str) -> osv.Record:

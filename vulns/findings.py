@@ -1,7 +1,9 @@
-"""Findings: each package inside each image against the index, records merged by their aliases."""
+"""Findings: each package inside each image against the index, records merged by their aliases and
+`upstream`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -113,25 +115,104 @@ def _primary(ids: set[str]) -> str:
     return cves[0] if cves else sorted(ids)[0]
 
 
-def _groups(records: Sequence[Record]) -> list[list[Record]]:
-    """Records joined when one names the other (id or aliases), transitively."""
-    parent: dict[str, str] = {}
+class _Ids:
+    """Union-find over vulnerability ids: the classes of ids that name one vulnerability."""
 
-    def find(x: str) -> str:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        parent = self.parent
         while parent.setdefault(x, x) != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
+    def union(self, a: str, b: str) -> bool:
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return False
+        self.parent[max(a, b)] = min(a, b)
+        return True
+
+    def classes(self) -> dict[str, set[str]]:
+        """Every class by its root."""
+        found: dict[str, set[str]] = {}
+        for x in list(self.parent):
+            found.setdefault(self.find(x), set()).add(x)
+        return found
+
+
+# A distribution's record of a CVE (osv.dev's DEBIAN-CVE-X, UBUNTU-CVE-X, ALPINE-CVE-X), for an
+# `upstream` id the index does not hold.
+_DISTRO_CVE = re.compile(r"^[A-Z]+-(CVE-[0-9]{4}-[0-9]+)$")
+
+
+def _upstream(
+    record_id: str, links: dict[str, Record], seen: frozenset[str] = frozenset()
+) -> tuple[set[str], set[str]]:
+    """The ids `record_id` is derived from, followed through the known records' `upstream`: (the
+    ids at the ends of the chains, every id on them)."""
+    record = links.get(record_id)
+    if record is None or not record.upstream or record_id in seen:
+        return {record_id}, {record_id}
+    ends: set[str] = set()
+    visited = {record_id}
+    for name in record.upstream:
+        more_ends, more_visited = _upstream(name, links, seen | {record_id})
+        ends |= more_ends
+        visited |= more_visited
+    return ends, visited
+
+
+def _groups(
+    records: Sequence[Record], links: dict[str, Record] | None = None
+) -> list[tuple[list[Record], set[str]]]:
+    """The vulnerabilities among `records`, each as (its records, all its ids), in a stable order.
+
+    Records are one vulnerability when one names the other in `aliases` (transitively), or when a
+    record is derived (`upstream`, OSV 1.7) from exactly one vulnerability: Debian's DSA-N
+    (`upstream: [CVE-X, DEBIAN-CVE-X]`) and DEBIAN-CVE-X (`upstream: [CVE-X]`) are CVE-X.
+    `links` are further records (from the index) whose `upstream` tells what an id is derived
+    from; an id it does not hold named `<DISTRO>-CVE-X` is CVE-X. An advisory derived from
+    several vulnerabilities (a DSA or USN fixing several CVEs) is none of them alone: it is
+    counted in each (one finding per vulnerability, shown by its CVE).
+    """
+    known = {**(links or {}), **{r.id: r for r in records}}
+    ids = _Ids()
     for record in records:
+        ids.find(record.id)
         for alias in record.aliases:
-            a, b = find(record.id), find(alias)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    groups: dict[str, list[Record]] = {}
+            ids.union(record.id, alias)
+    chains = {r.id: _upstream(r.id, known) for r in records if r.upstream}
+    for ends, _ in chains.values():
+        for end in ends - known.keys():
+            named = _DISTRO_CVE.match(end)
+            if named:  # DEBIAN-CVE-X, UBUNTU-CVE-X, ALPINE-CVE-X: the distribution's record of CVE-X
+                ids.union(end, named[1])
+    several: dict[str, set[str]] = {}
+    changed = True
+    while changed:  # a record joined to its vulnerability can make another record's ends one
+        changed = False
+        for record_id, (ends, visited) in chains.items():
+            roots = {ids.find(e) for e in ends - {record_id}}
+            if len(roots) == 1:
+                several.pop(record_id, None)
+                for other in visited:
+                    changed |= ids.union(record_id, other)
+            elif roots:
+                several[record_id] = roots
+    grouped: dict[str, list[Record]] = {}
+    extra: dict[str, set[str]] = {}
     for record in records:
-        groups.setdefault(find(record.id), []).append(record)
-    return [groups[k] for k in sorted(groups)]
+        if record.id in several:
+            for root in {ids.find(r) for r in several[record.id]}:
+                grouped.setdefault(root, []).append(record)
+                extra.setdefault(root, set()).update((record.id, *record.aliases))
+        else:
+            grouped.setdefault(ids.find(record.id), []).append(record)
+    classes = ids.classes()
+    return [(grouped[root], classes[root] | extra.get(root, set())) for root in sorted(grouped)]
 
 
 _Matched = tuple[str, str | None, Affected]  # record id, the fix of the range it is in, the entry
@@ -184,9 +265,10 @@ def _matched(index: Index, wheres: Sequence[Lookup], notes: list[str]) -> list[l
 
 
 def _vulnerabilities(
-    where: Lookup, matched: list[_Matched], records: dict[str, Record]
+    where: Lookup, matched: list[_Matched], records: dict[str, Record], links: dict[str, Record] | None = None
 ) -> list[Vulnerability]:
-    """The vulnerabilities of a package version in an ecosystem (records merged by aliases)."""
+    """The vulnerabilities of a package version in an ecosystem (records merged by aliases and
+    upstream, see `_groups`; `links`: the records their `upstream` names)."""
     hits: dict[str, tuple[Record, list[str | None], list[Rating]]] = {}
     for record_id, fixed, affected in matched:
         record = records[record_id]
@@ -196,8 +278,7 @@ def _vulnerabilities(
         entry[1].append(fixed)
         entry[2].extend(severities.ratings(record, affected.severity))
     found_vulnerabilities = []
-    for group in _groups([hits[i][0] for i in sorted(hits)]):
-        ids = {r.id for r in group} | {a for r in group for a in r.aliases}
+    for group, ids in _groups([hits[i][0] for i in sorted(hits)], links):
         primary = _primary(ids)
         known = [f for r in group for f in hits[r.id][1] if f is not None]
         fixed = (
@@ -218,6 +299,20 @@ def _vulnerabilities(
             )
         )
     return sorted(found_vulnerabilities, key=lambda v: v.id)
+
+
+def _links(index: Index, records: dict[str, Record]) -> dict[str, Record]:
+    """The records of the index that `records` name in `upstream`, and those they name in turn
+    (Debian's DSA-N names DEBIAN-CVE-X, which names CVE-X): what an id is derived from."""
+    links: dict[str, Record] = {}
+    asked = set(records)
+    wanted = {u for r in records.values() for u in r.upstream} - asked
+    while wanted:
+        asked |= wanted
+        found = index.records(wanted, present=True)
+        links.update(found)
+        wanted = {u for r in found.values() for u in r.upstream} - asked
+    return links
 
 
 def audit(
@@ -272,7 +367,8 @@ def _audit(
         at.append(wheres.setdefault(where, len(wheres)))
     matched = _matched(index, list(wheres), notes)
     records = index.records(r for found in matched for r, _, _ in found)
-    vulnerabilities = [_vulnerabilities(w, m, records) for w, m in zip(wheres, matched, strict=True)]
+    links = _links(index, records)
+    vulnerabilities = [_vulnerabilities(w, m, records, links) for w, m in zip(wheres, matched, strict=True)]
     findings: list[Finding] = []
     for n, (target, found) in enumerate(zip(ordered, at, strict=True), 1):
         if found is not None:

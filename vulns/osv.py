@@ -46,6 +46,7 @@ class Record:
     modified: str
     withdrawn: str | None
     aliases: tuple[str, ...]
+    upstream: tuple[str, ...]  # the records this one is derived from (schema 1.7: a DSA → its CVEs)
     summary: str
     severity: tuple[tuple[str, str], ...]  # (type, score): CVSS_V2/V3/V4 vectors, Ubuntu levels
     own_severity: str | None  # database_specific.severity (GHSA "HIGH", "MODERATE", …)
@@ -152,6 +153,9 @@ def parse(doc: Any) -> Record:
             aliases=tuple(
                 _string(a, f"aliases[{n}]") for n, a in enumerate(_list(doc.get("aliases"), "aliases"))
             ),
+            upstream=tuple(
+                _string(u, f"upstream[{n}]") for n, u in enumerate(_list(doc.get("upstream"), "upstream"))
+            ),
             summary=doc["summary"] if isinstance(doc.get("summary"), str) else "",
             severity=_severity(doc.get("severity"), "severity"),
             own_severity=own if isinstance(own, str) and own else None,
@@ -183,6 +187,7 @@ def trusted(doc: dict[str, Any]) -> Record:
         modified=doc["modified"],
         withdrawn=doc.get("withdrawn"),
         aliases=tuple(doc.get("aliases") or ()),
+        upstream=tuple(doc.get("upstream") or ()),
         summary=doc["summary"] if isinstance(doc.get("summary"), str) else "",
         severity=severity(doc.get("severity")),
         own_severity=own if isinstance(own, str) and own else None,
