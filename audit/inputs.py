@@ -42,22 +42,25 @@ define_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 
 
-class Seconds(click.FloatRange):
-    """A finite number of seconds > 0 (`inf` and `nan` are refused where the option is read)."""
+class Finite(click.FloatRange):
+    """A finite number in the range (`inf`, `nan` and `1e309` are refused where the option is read)."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        seconds = super().convert(value, param, ctx)
-        if not math.isfinite(seconds):
-            self.fail(f"{value!r} is not a finite number of seconds; give a number > 0", param, ctx)
-        return seconds
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(
+                f"{value!r} is not a finite number; give a number in {self._describe_range()}", param, ctx
+            )
+        return number
 
 
+MAX_TIMEOUT = 86400.0  # a day: longer is a typo (and past the range of the clocks a request waits on)
 timeout_option = click.option(
     "--timeout",
-    type=Seconds(min=0, min_open=True),
+    type=Finite(min=0, min_open=True, max=MAX_TIMEOUT),
     default=60.0,
     show_default=True,
-    help="Seconds per registry request (> 0).",
+    help=f"Seconds per registry request (> 0, at most {MAX_TIMEOUT:g}).",
 )
 jobs_option = click.option(
     "--jobs",
@@ -121,7 +124,9 @@ def load_lock(path: Path) -> lockfile.Lock:
     try:
         return lockfile.load(path)
     except (lockfile.LockfileError, InvalidReference) as error:
-        fail(str(error))
+        from sbom import kind
+
+        fail(kind.mistaken(path, kind.LOCKFILE, "the lockfile `container-lock update` wrote") or str(error))
     except OSError as error:
         fail(f"{path}: cannot read the lockfile ({error.strerror or error})")
 

@@ -49,6 +49,11 @@ def _files(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_file():
+            if path.suffix not in RECIPE_SUFFIXES + CONF_SUFFIXES:
+                raise ScanError(
+                    f"{path}: not a recipe ({', '.join(RECIPE_SUFFIXES)}) nor a .conf file; "
+                    "give layers, directories or recipe files"
+                )
             files.append(path)
         elif path.is_dir():
             for top, _dirs, names in os.walk(path, onerror=_unreadable, followlinks=True):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from containerlock.lock import lockfile
 from containerlock.lock.lockfile import Lock, LockEntry
-from containerlock.oci.reference import ImageReference
+from containerlock.oci.reference import ImageReference, InvalidReference
 
 from .registry import resolve_all
 from .scan import Found
@@ -69,7 +69,12 @@ def image_key(text: str) -> str:
 
 
 def _targets(found: Sequence[Found], lock: Lock, images: Iterable[str]) -> dict[str, ImageReference]:
-    wanted = {image_key(i) for i in images}
+    wanted = set()
+    for text in images:
+        try:
+            wanted.add(image_key(text))
+        except InvalidReference as error:
+            raise UsageError(f"--image {text!r}: {error}") from None
     targets: dict[str, ImageReference] = {}
     if found:
         for f in found:

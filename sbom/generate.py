@@ -7,7 +7,7 @@ from pathlib import Path
 
 from containerlock.lock import lockfile
 
-from . import document, manifests, output
+from . import document, kind, manifests, output
 from .memory import no_cycle_collection
 
 Progress = Callable[[int, int], None]
@@ -63,6 +63,10 @@ def _generate(
         lock = lockfile.load(lock_path) if lock_path is not None else None
     except OSError as err:
         raise lockfile.LockfileError(f"{lock_path}: cannot be read ({err.strerror or err})") from None
+    except lockfile.LockfileError as err:
+        assert lock_path is not None
+        message = kind.mistaken(lock_path, kind.LOCKFILE, "the lockfile `container-lock update` wrote")
+        raise lockfile.LockfileError(message or str(err)) from None
     doc = document.build(
         loaded,
         lock,

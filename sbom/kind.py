@@ -6,6 +6,8 @@ use ("this is a container-lock lockfile") instead of failing on one of its field
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 CYCLONEDX = "cyclonedx"
@@ -47,3 +49,21 @@ def describe(doc: Any) -> str:
     if isinstance(doc, list):
         return "a JSON array"
     return "a JSON value that is not an object"
+
+
+def of_file(path: Path) -> str:
+    """The kind of the document in the file at `path` (OTHER when it cannot be read or is not JSON)."""
+    try:
+        return kind(json.loads(path.read_bytes()))
+    except (OSError, ValueError):
+        return OTHER
+
+
+def mistaken(path: Path, expected: str, wanted: str) -> str | None:
+    """A message for a file given where a document of kind `expected` is read but holding one of another
+    known kind ("x.json: this is a CycloneDX document, not a container-lock lockfile; give …"); None
+    when it is of the `expected` kind or of no kind named here (its own error says more then)."""
+    found = of_file(path)
+    if found in (expected, OTHER):
+        return None
+    return f"{path}: this is {_NAMES[found]}, not {_NAMES[expected]}; give {wanted}"

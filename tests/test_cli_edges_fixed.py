@@ -220,6 +220,13 @@ BAD_NUMBERS = [
     (["update", "layer", "--timeout", "nan"], "'--timeout'", {}),
     (["inventory", f"{UNREACHABLE}/team/a:1", "--timeout", "nan"], "'--timeout'", {}),
     (["verify", "layer", "--timeout", "inf"], "'--timeout'", {}),
+    (["update", "layer", "--timeout", "9" * 30], "'--timeout'", {}),
+    (["verify", "layer", "--timeout", "9" * 30], "'--timeout'", {}),
+    (["inventory", f"{UNREACHABLE}/team/a:1", "--timeout", "9" * 30], "'--timeout'", {}),
+    (["audit", "loader.json", "--db", "osv.db", "--max-db-age", "nan"], "'--max-db-age'", {}),
+    (["audit", "loader.json", "--db", "osv.db", "--max-db-age", "1e309"], "'--max-db-age'", {}),
+    (["inventory", f"{UNREACHABLE}/team/a:1", "--platform", ""], "--platform ''", {}),
+    (["update", "layer", "--image", ""], "--image ''", {}),
     (["sbom", "empty-manifest.json", "--source-date-epoch", "99999999999999"], "'--source-date-epoch'", {}),
     (
         ["sbom", "empty-manifest.json"],
@@ -245,6 +252,50 @@ def test_numbers_out_of_range_are_refused_where_they_are_read(world, args, named
     if env:
         assert "--source-date-epoch" not in result.stderr  # the environment is named, not the option
     assert snapshot(world) == before
+
+
+WRONG_LOCKS = [
+    ("no-images.cdx.json", "this is a CycloneDX document, not a container-lock lockfile"),
+    ("loader.json", "this is a container-lock build manifest, not a container-lock lockfile"),
+    ("empty.json", 'not a container-lock lockfile (no "images")'),
+]
+
+
+@pytest.mark.parametrize(("document", "named"), WRONG_LOCKS, ids=[d for d, _ in WRONG_LOCKS])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["check", "layer"],
+        ["update", "layer", "--timeout", "5"],
+        ["verify", "layer", "--timeout", "5"],
+        ["sbom", "empty-manifest.json"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_document_given_as_the_lockfile_is_named_as_what_it_is(world, command, document, named) -> None:
+    """An SBOM has "version": 1 too: it was read as an empty lock (check passed, update re-resolved)."""
+    before = snapshot(world)
+    result = run(world, *command, "-l", document)
+    assert_bad_input(result, f"{document}: {named}")
+    assert snapshot(world) == before
+
+
+@pytest.mark.parametrize("command", ["update", "check", "verify"])
+def test_a_path_that_is_no_recipe_is_bad_input(world, command) -> None:
+    (world / "notes.txt").write_text("docker://example.org/team/a;tag=1\n")
+    before = snapshot(world)
+    result = run(world, command, "notes.txt", "-l", "lock.json")
+    assert_bad_input(result, "notes.txt: not a recipe")
+    assert snapshot(world) == before
+
+
+def test_a_dl_dir_that_cannot_be_written_is_bad_input(shared) -> None:
+    (shared / "downloads").mkdir()
+    hide(shared / "downloads", 0o555)
+    before = snapshot(shared)
+    result = run_unprivileged(shared, "update", "layer", "-l", "lock.json", "--diff", "--dl-dir", "downloads")
+    assert_bad_input(result, "--dl-dir downloads: not writable")
+    assert snapshot(shared) == before
 
 
 @pytest.mark.parametrize("foreign", ["array.json", "empty.json", "spdx.json", "lock.json"])

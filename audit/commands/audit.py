@@ -12,7 +12,7 @@ import click
 from .. import exits
 from ..console import err, escape
 from ..exits import fail
-from ..inputs import db_option, json_option, vex_option, writable, write_output
+from ..inputs import Finite, db_option, json_option, vex_option, writable, write_output
 
 LEVELS = ("low", "medium", "high", "critical")
 
@@ -40,7 +40,7 @@ LEVELS = ("low", "medium", "high", "critical")
 )
 @click.option(
     "--max-db-age",
-    type=click.FloatRange(min=0),
+    type=Finite(min=0),
     metavar="DAYS",
     help="Exit 1 when the snapshot's newest record is older than this.",
 )

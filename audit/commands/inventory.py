@@ -40,13 +40,16 @@ def inventory_command(source: str, platform_text: str | None, timeout: float, as
         if path.is_dir():
             fail(f"{source}: is a directory; give a build manifest file or an image reference")
         if path.is_file():
-            if platform_text:
+            if platform_text is not None:
                 fail(f"--platform {platform_text}: a build manifest records its images' platforms already")
             found = listing.of_manifest(path)
         elif listing.looks_like_path(source):
             fail(f"{source}: no such build manifest file")
         else:
-            platform = Platform.parse(platform_text) if platform_text else None
+            try:
+                platform = Platform.parse(platform_text) if platform_text is not None else None
+            except PlatformError as error:
+                fail(f"--platform {platform_text!r}: {error}")
             with progress(f"pulling and reading {source} (bytes of layers)", quiet=as_json) as advance:
                 found = [listing.of_image(source, platform, timeout, advance)]
     except (InventoryError, PlatformError, BuildManifestError, listing.SourceError) as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,6 +87,8 @@ def update_command(
         fail("--markdown and --json: give one of them")
     if dl_dir is not None and not dl_dir.is_dir():
         fail(f"--dl-dir {dl_dir}: no such directory")
+    if dl_dir is not None and not os.access(dl_dir, os.W_OK | os.X_OK):
+        fail(f"--dl-dir {dl_dir}: not writable by this user (new layers are kept there); give one that is")
     if not paths and not lockfile.exists():
         fail(
             f"{lockfile}: no such lockfile, and no PATHS to scan: give the layers or recipes "

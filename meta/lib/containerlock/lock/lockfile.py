@@ -132,6 +132,11 @@ def parse(text: str, where: str) -> Lock:
         raise LockfileError(f"{where}: {err}") from None
     if not isinstance(doc, dict):
         raise LockfileError(f"{where}: the top level must be a JSON object")
+    if "images" not in doc:  # every lockfile has it (empty or not); an SBOM has "version": 1 too
+        raise LockfileError(
+            f'{where}: not a container-lock lockfile (no "images"); give the lockfile `container-lock '
+            "update` wrote"
+        )
     if doc.get("version") != LOCK_VERSION:
         raise LockfileError(
             f"{where}: lockfile version {doc.get('version')!r} is not {LOCK_VERSION}; "
