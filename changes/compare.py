@@ -151,34 +151,49 @@ def _repin(old: Image, new: Image, have: set[str]) -> Repin:
     return Repin(old, new, packages, reused, fresh, size)
 
 
-def _finding_key(identity: tuple[str, str, str], finding: Finding) -> tuple[object, ...]:
-    return (identity, finding.package, finding.id)
+def _same_flaw(a: Finding, b: Finding) -> bool:
+    """One names the other: the same id, or one's id among the other's aliases (a CVE and the DSA
+    or DEBIAN-CVE that `upstream` links to it). Two findings that only share a third id (two CVEs
+    of one advisory) are different flaws."""
+    return a.id == b.id or a.id in b.aliases or b.id in a.aliases
 
 
 def _vulnerabilities(
     pairs: list[tuple[Image, Image]], removed: list[Image], added: list[Image], source: str
 ) -> VulnerabilityDiff:
-    """Findings keyed by (image as the old release names it, package, id)."""
-    old_side: dict[tuple[object, ...], FindingChange] = {}
-    new_side: dict[tuple[object, ...], FindingChange] = {}
+    """Findings grouped by (image as the old release names it, package); within a group a finding
+    of NEW is still open when an OLD one is the same flaw (`_same_flaw`), whichever id each shows."""
+    old_side: dict[tuple[object, ...], dict[str, FindingChange]] = {}
+    new_side: dict[tuple[object, ...], dict[str, FindingChange]] = {}
+
+    def add(
+        side: dict[tuple[object, ...], dict[str, FindingChange]], key: tuple[str, str, str], image: Image
+    ) -> None:
+        for finding in image.findings:
+            side.setdefault((key, finding.package), {}).setdefault(finding.id, FindingChange(image, finding))
+
     for image in [old for old, _ in pairs] + removed:
-        for finding in image.findings:
-            old_side.setdefault(_finding_key(image.key, finding), FindingChange(image, finding))
+        add(old_side, image.key, image)
     for old, new in pairs:
-        for finding in new.findings:
-            new_side.setdefault(_finding_key(old.key, finding), FindingChange(new, finding))
+        add(new_side, old.key, new)
     for image in added:
-        for finding in image.findings:
-            new_side.setdefault(_finding_key(image.key, finding), FindingChange(image, finding))
+        add(new_side, image.key, image)
+    fixed: list[FindingChange] = []
+    introduced: list[FindingChange] = []
+    still_open: list[FindingChange] = []
+    for group in old_side.keys() | new_side.keys():
+        olds = list(old_side.get(group, {}).values())
+        news = list(new_side.get(group, {}).values())
+        for change in news:
+            seen = any(_same_flaw(change.finding, o.finding) for o in olds)
+            (still_open if seen else introduced).append(change)
+        fixed += [o for o in olds if not any(_same_flaw(o.finding, n.finding) for n in news)]
 
     def ordered(items: Iterable[FindingChange]) -> list[FindingChange]:
         return sorted(items, key=lambda c: (c.image.key, c.finding.package, c.finding.id))
 
     return VulnerabilityDiff(
-        fixed=ordered(v for k, v in old_side.items() if k not in new_side),
-        introduced=ordered(v for k, v in new_side.items() if k not in old_side),
-        still_open=ordered(v for k, v in new_side.items() if k in old_side),
-        source=source,
+        fixed=ordered(fixed), introduced=ordered(introduced), still_open=ordered(still_open), source=source
     )
 
 

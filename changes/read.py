@@ -228,6 +228,12 @@ def of_sbom(doc: dict[str, Any], where: str) -> Release:
     return release
 
 
+def _reference_ids(vulnerability: dict[str, Any]) -> tuple[str, ...]:
+    """The ids a CycloneDX vulnerability's `references` give (the aliases `audit` wrote)."""
+    found = (r.get("id") for r in vulnerability.get("references") or () if isinstance(r, dict))
+    return tuple(sorted({str(i) for i in found if i}))
+
+
 def _attach(vulnerability: dict[str, Any], packages: Owners, where: str) -> None:
     """Add a CycloneDX vulnerability to the images whose packages it affects."""
     props = _properties(vulnerability)
@@ -248,6 +254,7 @@ def _attach(vulnerability: dict[str, Any], packages: Owners, where: str) -> None
                 _severity(vulnerability),
                 props.get(f"{PROPERTY}:fixed-version"),
                 analysis,
+                _reference_ids(vulnerability),
             )
         )
 
@@ -273,6 +280,7 @@ def with_db_findings(release: Release, doc: dict[str, Any], db: Path, vex: Itera
                 found.severity,
                 found.fixed,
                 found.analysis.state if found.analysis else None,
+                tuple(found.aliases),
             )
         )
     release.audited = True

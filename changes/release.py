@@ -46,10 +46,16 @@ class Finding:
     severity: str  # none, low, medium, high, critical or unknown
     fixed: str | None = None
     analysis: str | None = None  # the team's VEX state
+    aliases: tuple[str, ...] = ()  # the other ids of the same flaw (DSA, DEBIAN-CVE, GHSA, …)
 
     @property
     def suppressed(self) -> bool:
         return self.analysis in SUPPRESSING_STATES
+
+    @property
+    def ids(self) -> frozenset[str]:
+        """Every id this finding is known by: two releases may show one flaw by different ids."""
+        return frozenset((self.id, *self.aliases))
 
 
 @dataclass
