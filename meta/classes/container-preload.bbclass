@@ -1,0 +1,1 @@
+../classes-global/container-preload.bbclass

@@ -1,0 +1,207 @@
+"""Preloaded stores (CONTAINER_PRELOAD): real loader packages' images written into the engines'
+stores of a root file system on the build host, read back with the engines, then the real loader
+run against that store (docs/loader.md, "Preloaded stores").
+
+The root file system is a directory with a dpkg database, the loader packages installed into it
+with dpkg and the drop-in's `path-exclude` (what the image build's drop-in does inside the
+chroot); the archives are read from the built .debs (the pool), as in the image build.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from containerlock.preload import debs, run
+from tests.harness.bitbake import PACKAGE_TASKS
+from tests.harness.dockerd import DOCKER, Dockerd
+from tests.test_loader import loader_recipe
+
+PODMAN = "/usr/bin/podman"
+
+
+def _deb(d) -> Path:
+    return next(Path(d.getVar("WORKDIR")).glob("*.deb"))
+
+
+def _package(build, name, image, engine, arch="amd64") -> Path:
+    extra = "" if arch == "amd64" else f'DISTRO_ARCH = "{arch}"\n'
+    return _deb(build.run(loader_recipe(build, name, image, engine=engine, extra=extra), *PACKAGE_TASKS))
+
+
+def _rootfs(tmp_path: Path, pool: Path, excluded: bool = True) -> Path:
+    """A root file system with the pool's packages installed by dpkg, the archives excluded."""
+    root = tmp_path / "rootfs"
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    (root / "var/lib/dpkg/updates").mkdir()
+    (root / "var/lib/dpkg/status").touch()
+    drop_in = debs.drop_in([d.share for d in debs.loader_debs(pool)])
+    options = [f"--{line}" for line in drop_in.splitlines() if line.startswith("path-exclude=")]
+    assert options, drop_in
+    subprocess.run(
+        ["dpkg", f"--root={root}", "--log=/dev/null", "--force-depends", "--force-architecture",
+         *(options if excluded else []), "-i", *map(str, sorted(pool.glob("*.deb")))],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return root
+
+
+def _podman(rootfs: Path, *args: str) -> str:
+    """podman on the root file system's store (reads data only: no container is run)."""
+    root = rootfs / "var/lib/containers/storage"
+    runroot = tempfile.mkdtemp(prefix="cl-pre.", dir="/tmp")  # podman refuses runroots over 50 chars
+    try:
+        result = subprocess.run(
+            [PODMAN, "--root", str(root), "--runroot", runroot, "--storage-driver", "overlay", *args],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(runroot, ignore_errors=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _config(image, platform="linux/amd64") -> str:
+    return image.platforms[platform].config_digest.removeprefix("sha256:")
+
+
+def _counting_env(tmp_path: Path, engine_cmd: str, storage_conf: Path | None, state: Path) -> dict[str, str]:
+    """PATH with `podman`/`docker` wrappers that log each call, then run the engine on the store."""
+    shims = tmp_path / "shims"
+    shims.mkdir(exist_ok=True)
+    for name in ("podman", "docker"):
+        shim = shims / name
+        shim.write_text(
+            f'#!/bin/sh\necho "$*" >> {shlex.quote(str(tmp_path / "calls"))}\nexec {engine_cmd} "$@"\n'
+        )
+        shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "CONTAINER_LOADER_STATE_DIR": str(state)}
+    if storage_conf is not None:
+        env["CONTAINERS_STORAGE_CONF"] = str(storage_conf)
+    return env
+
+
+def _run_loader(rootfs: Path, package: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    script = rootfs / "usr/share" / package / "container-loader.sh"
+    return subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _calls(tmp_path: Path) -> list[str]:
+    path = tmp_path / "calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_podman_store_is_written_from_the_deb_and_first_boot_loads_nothing(
+    build, tmp_path, image_factory
+) -> None:
+    a = image_factory.single_arch("preload/a", tag="1.0")
+    b = image_factory.single_arch("preload/b", tag="2.0")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for name, image in (("pre-a", a), ("pre-b", b)):
+        _package(build, name, image, "podman").rename(pool / f"{name}_1.0_amd64.deb")
+    rootfs = _rootfs(tmp_path, pool)
+    assert not list((rootfs / "usr/share/pre-a/images").iterdir())  # kept out by path-exclude
+    listed = subprocess.run(
+        ["dpkg", f"--root={rootfs}", "-L", "pre-a"], capture_output=True, text=True, check=True
+    )
+    assert "/usr/share/pre-a/images/" in listed.stdout  # dpkg still knows the archive
+
+    done = run.preload(rootfs, pool, tmp_path / "work")
+
+    assert {(p.engine, p.reference, p.image_id, p.driver) for p in done} == {
+        ("podman", a.reference, _config(a), "overlay"),
+        ("podman", b.reference, _config(b), "overlay"),
+    }
+    listing = _podman(rootfs, "images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+    assert set(listing.split("\n")) - {""} == {
+        f"{a.reference} sha256:{_config(a)}",
+        f"{b.reference} sha256:{_config(b)}",
+    }
+    record = rootfs / "var/lib/container-loader/podman/loaded"
+    assert record.read_text() == "".join(sorted(f"{_config(i)} {i.reference}\n" for i in (a, b)))
+    assert not list((rootfs / "usr/share/pre-a/images").iterdir())
+
+    # The real loader on that store, as on the first boot: nothing loaded, no archive needed.
+    conf = tmp_path / "storage.conf"
+    runroot = tempfile.mkdtemp(prefix="cl-pre.", dir="/tmp")
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{rootfs}/var/lib/containers/storage"\n'
+                    f'runroot = "{runroot}"\n')  # fmt: skip
+    env = _counting_env(tmp_path, PODMAN, conf, rootfs / "var/lib/container-loader")
+    result = _run_loader(rootfs, "pre-a", env)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do: 1 image(s) already present" in result.stderr
+    # the store file answers the listing: one podman call, the inspection of the reference
+    assert _calls(tmp_path) == [f"image inspect --format {{{{.Id}}}} {a.reference}"]
+    (tmp_path / "calls").unlink()
+    env["CONTAINER_LOADER_READ_STORE"] = "0"
+    result = _run_loader(rootfs, "pre-b", env)
+    assert result.returncode == 0 and "nothing to do" in result.stderr, result.stderr
+    assert [c.split()[0:2] for c in _calls(tmp_path)] == [["image", "ls"], ["image", "inspect"]]
+    assert record.read_text() == "".join(
+        sorted(f"{_config(i)} {i.reference}\n" for i in (a, b))
+    )  # nothing pruned
+
+
+class _DeviceDockerd(Dockerd):
+    """A dockerd on the root file system's data root with its storage driver (overlay2), as the
+    device's dockerd; its own socket and exec root."""
+
+    def __init__(self, data_root: Path) -> None:
+        super().__init__()
+        self.data_root.rmdir()
+        self.data_root = data_root
+
+    def command(self) -> list[str]:
+        args = super().command()
+        return [*args[: args.index("--storage-driver") + 1], "overlay2", *args[args.index("vfs") + 1 :]]
+
+    def close(self) -> None:
+        data_root, self.data_root = self.data_root, self.root / "data"
+        super().close()  # (removes its temp dir only: the root file system stays)
+        self.data_root = data_root
+
+
+def test_docker_store_is_written_by_a_private_dockerd_and_first_boot_loads_nothing(
+    build, tmp_path, image_factory
+) -> None:
+    a = image_factory.single_arch("preload/docker-a", tag="1.0")
+    b = image_factory.single_arch("preload/docker-b", tag="1.0")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    _package(build, "dpre", a, "docker").rename(pool / "dpre_1.0_amd64.deb")
+    _package(build, "dpre2", b, "docker").rename(pool / "dpre2_1.0_amd64.deb")
+    rootfs = _rootfs(tmp_path, pool)
+    assert not list((rootfs / "usr/share/dpre/images").iterdir())
+
+    done = run.preload(rootfs, pool, tmp_path / "work")
+
+    assert {(p.engine, p.store, p.driver, p.reference, p.image_id) for p in done} == {
+        ("docker", "/var/lib/docker", "overlay2", a.reference, _config(a)),
+        ("docker", "/var/lib/docker", "overlay2", b.reference, _config(b)),
+    }
+    data_root = rootfs / "var/lib/docker"
+    assert sorted(p.name for p in data_root.iterdir()) == ["image", "overlay2"]  # no run-time state
+    record = rootfs / "var/lib/container-loader/docker/loaded"
+    assert record.read_text() == "".join(sorted(f"{_config(i)} {i.reference}\n" for i in (a, b)))
+
+    with _DeviceDockerd(data_root) as daemon:
+        listing = daemon("image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
+        assert set(listing.split("\n")) - {""} == {
+            f"{a.reference} sha256:{_config(a)}",
+            f"{b.reference} sha256:{_config(b)}",
+        }
+        env = _counting_env(
+            tmp_path, shlex.join([DOCKER, "-H", daemon.host]), None, rootfs / "var/lib/container-loader"
+        )
+        result = _run_loader(rootfs, "dpre", env)
+        assert result.returncode == 0, result.stderr
+        assert "nothing to do: 1 image(s) already present" in result.stderr
+        assert [c.split()[0:2] for c in _calls(tmp_path)] == [["image", "ls"], ["image", "inspect"]]
+        ran = daemon("run", "--rm", "--network", "none", a.reference, "/bin/hello")
+        assert ran.stdout == "hello from the container-lock test image\n", ran.stderr
+    assert record.read_text() == "".join(sorted(f"{_config(i)} {i.reference}\n" for i in (a, b)))
