@@ -302,3 +302,7 @@ override_dh_builddeb:
 	dh_builddeb -- -Znone
 EOF
 }
+
+# CONTAINER_SERVICES: containers the OS starts from the loaded images (docs/loader.md, "Services").
+# Last: its do_prepare_build:append runs after the one above.
+inherit container-services

@@ -35,7 +35,13 @@ PAYLOAD_TASKS = (
     "do_install",
     "do_install_fetched_containers",
 )
-PACKAGE_TASKS = (*PAYLOAD_TASKS, "do_deploy_container_manifest", "do_prepare_build", "do_dpkg_build")
+PACKAGE_TASKS = (
+    *PAYLOAD_TASKS,
+    "do_deploy_container_manifest",
+    "do_container_services",
+    "do_prepare_build",
+    "do_dpkg_build",
+)
 
 
 @dataclass

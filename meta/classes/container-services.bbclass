@@ -1,0 +1,1 @@
+../classes-recipe/container-services.bbclass
