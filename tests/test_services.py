@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shlex
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -273,6 +274,97 @@ def test_quadlet_file_names_the_pinned_id(build, tmp_path, image_factory) -> Non
     assert '\nPodmanArgs=-p 8080:80 -e "MOTD=50%% off"\n' in text  # % is a systemd specifier
     assert "\nRestart=always\n" in text and "\nRequires=quadsvc.service\n" in text
     assert "\nWantedBy=multi-user.target\n" in text
+
+
+def serving_binary(message: bytes) -> bytes:
+    """Like hello_binary, but the process stays (pause() in a loop) as a service does."""
+    code = (
+        b"\xb8\x01\x00\x00\x00"  # mov eax, 1 (write)
+        b"\xbf\x01\x00\x00\x00"  # mov edi, 1 (stdout)
+        b"\x48\x8d\x35\x10\x00\x00\x00"  # lea rsi, [rip + 16] (the message)
+        + b"\xba"
+        + struct.pack("<I", len(message))  # mov edx, len
+        + b"\x0f\x05"  # syscall
+        b"\xb8\x22\x00\x00\x00"  # mov eax, 34 (pause)
+        b"\x0f\x05"  # syscall
+        b"\xeb\xf7"  # jmp back to the pause
+    )
+    base, headers = 0x400000, 64 + 56
+    size = headers + len(code) + len(message)
+    ident = b"\x7fELF\x02\x01\x01" + bytes(9)
+    ehdr = struct.pack("<16sHHIQQQIHHHHHH", ident, 2, 0x3E, 1, base + headers, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    return ehdr + phdr + code + message
+
+
+def test_update_restarts_on_the_new_id_and_prunes_the_old_image_once_unused(
+    build, tmp_path, image_factory, podman
+) -> None:
+    """The update as the postinst's restart runs it: while the service runs the old image the loader
+    keeps it; the service stops (its container removed), the loader loads the new image and prunes
+    the old one, the service starts on the new ID."""
+    serving = {"bin/hello": serving_binary(b"serving v1\n")}
+    a = image_factory.single_arch("services/upd", tag="stable", files={**base_files("upd"), **serving})
+    serving = {"bin/hello": serving_binary(b"serving v2\n")}
+    b = image_factory.single_arch("services/upd", tag="stable", files={**base_files("upd"), **serving})
+    log = tmp_path / "web.log"
+    extra = (
+        'CONTAINER_SERVICES = "web"\n'
+        f'CONTAINER_SERVICE_IMAGE[web] = "{a.reference}"\n'
+        f'CONTAINER_SERVICE_ARGS[web] = "{PODMAN_TEST_ARGS} --stop-timeout 1 '
+        f'--log-driver k8s-file --log-opt path={log}"\n'
+        'CONTAINER_PODMAN_QUADLET = "0"'
+    )
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(podman.storage_conf)}
+
+    def unit_run(unit: str, key: str) -> subprocess.CompletedProcess[str]:
+        words = exec_words(unit, key, runtime, "web.service")
+        if words[0] == "/usr/bin/podman":
+            words = [PODMAN, *podman.options, *words[1:]]
+        return subprocess.run(words, capture_output=True, text=True, env=env, timeout=120)
+
+    def start(unit: str, want: str) -> None:
+        log.unlink(missing_ok=True)
+        assert unit_run(unit, "ExecStartPre").returncode == 0
+        ran = unit_run(unit, "ExecStart")
+        assert ran.returncode == 0, ran.stderr
+        for _ in range(300):
+            if log.is_file() and want in log.read_text():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{want!r} not in the service's log: {log.read_text() if log.exists() else ''}")
+
+    v1 = built(build, tmp_path, "upd", a, "podman", extra)
+    unit_v1 = (v1 / "lib/systemd/system/web.service").read_text()
+    assert run_loader(v1 / "usr/share/upd", podman).returncode == 0
+    start(unit_v1, "serving v1")
+
+    v2 = built(build, tmp_path, "upd", b, "podman", extra)  # dpkg -i of the new version
+    unit_v2 = (v2 / "lib/systemd/system/web.service").read_text()
+    assert unit_v2 != unit_v1 and unit_v2.split("ExecStart=")[1].split("\n")[0].endswith(config_hex(b))
+    # A loader run while the service still runs the old image keeps it.
+    early = run_loader(v2 / "usr/share/upd", podman)
+    assert early.returncode == 0, early.stderr
+    assert (
+        f"kept {a.reference} ({config_hex(a)}): no installed package lists it, but container(s)"
+        in early.stderr
+    )
+    assert podman.image_id(config_hex(a)) == config_hex(a)
+
+    # The restart transaction: the service stops (ExecStopPost removes its container), the loader
+    # runs again, the service starts on the new ID.
+    assert unit_run(unit_v2, "ExecStopPost").returncode == 0
+    assert podman("ps", "--all", "--quiet").stdout == ""
+    again = run_loader(v2 / "usr/share/upd", podman)
+    assert again.returncode == 0, again.stderr
+    assert f"pruned {a.reference} ({config_hex(a)}): no installed package lists it" in again.stderr
+    assert podman.image_id(config_hex(a)) is None
+    start(unit_v2, "serving v2")
+    running = podman("ps", "--format", "{{.Names}} {{.ImageID}}").stdout.split()
+    assert running[0] == "web" and config_hex(b).startswith(running[1])
+    assert unit_run(unit_v2, "ExecStopPost").returncode == 0
 
 
 @pytest.mark.docker
