@@ -1037,7 +1037,9 @@ def test_engine_killed_mid_load(
     assert all(mid_load.values()), f"no kill landed in the middle of a load: {mid_load}; {_seed_note(seed)}"
 
 
-def test_full_data_partition(life: Life, diskfull: Chain, capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_disk_fails_visibly_then_converges(
+    life: Life, diskfull: Chain, capsys: pytest.CaptureFixture[str]
+) -> None:
     images = life.built.images
     ref, a = images.ref, config_hex(images.a)
     report = diskfull["diskfull"].report
