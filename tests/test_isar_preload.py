@@ -34,6 +34,7 @@ pytestmark = pytest.mark.isar
 IMAGE = "isar-image-base"
 PN = "cltest-preload-img"
 BUILD_TIMEOUT = 45 * 60.0
+FORMAT = "{{.Repository}}:{{.Tag}} {{.ID}}"
 
 
 def _rootfs(build: IsarBuild) -> Path:
@@ -67,9 +68,9 @@ def test_qemuarm64_rootfs_has_the_arm64_image_preloaded(
     rootfs = _rootfs(build)
     runroot = tempfile.mkdtemp(prefix="cl-pre.", dir="/tmp")
     try:
+        store = ["--root", str(rootfs / "var/lib/containers/storage"), "--runroot", runroot]
         listing = subprocess.run(
-            ["podman", "--root", str(rootfs / "var/lib/containers/storage"), "--runroot", runroot,
-             "--storage-driver", "overlay", "images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+            ["podman", *store, "--storage-driver", "overlay", "images", "--no-trunc", "--format", FORMAT],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
     finally:

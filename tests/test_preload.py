@@ -9,11 +9,11 @@ chroot); the archives are read from the built .debs (the pool), as in the image 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shlex
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from containerlock.preload import debs, run
@@ -50,17 +50,21 @@ def _rootfs(tmp_path: Path, pool: Path, excluded: bool = True) -> Path:
     return root
 
 
+def _runroot(rootfs: Path) -> str:
+    """One short run root per store (podman refuses run roots over 50 characters, and its database
+    in the store remembers the first one given)."""
+    path = Path("/tmp") / f"cl-pre.{hashlib.sha256(str(rootfs).encode()).hexdigest()[:12]}"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
 def _podman(rootfs: Path, *args: str) -> str:
-    """podman on the root file system's store (reads data only: no container is run)."""
+    """podman on the root file system's store (the build host's podman, amd64)."""
     root = rootfs / "var/lib/containers/storage"
-    runroot = tempfile.mkdtemp(prefix="cl-pre.", dir="/tmp")  # podman refuses runroots over 50 chars
-    try:
-        result = subprocess.run(
-            [PODMAN, "--root", str(root), "--runroot", runroot, "--storage-driver", "overlay", *args],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-    finally:
-        shutil.rmtree(runroot, ignore_errors=True)
+    result = subprocess.run(
+        [PODMAN, "--root", str(root), "--runroot", _runroot(rootfs), "--storage-driver", "overlay", *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -98,7 +102,7 @@ def _calls(tmp_path: Path) -> list[str]:
 def test_podman_store_is_written_from_the_deb_and_first_boot_loads_nothing(
     build, tmp_path, image_factory
 ) -> None:
-    a = image_factory.single_arch("preload/a", tag="1.0")
+    a = image_factory.single_arch("preload/a", tag="1.0", base={"base/file": b"a base layer\n"})  # two layers
     b = image_factory.single_arch("preload/b", tag="2.0")
     pool = tmp_path / "pool"
     pool.mkdir()
@@ -124,11 +128,18 @@ def test_podman_store_is_written_from_the_deb_and_first_boot_loads_nothing(
     }
     record = rootfs / "var/lib/container-loader/podman/loaded"
     assert record.read_text() == "".join(sorted(f"{_config(i)} {i.reference}\n" for i in (a, b)))
+    # the pinned overlay links are the ones podman mounts: both layers of `a` are in its mount
+    mounted = Path(_podman(rootfs, "image", "mount", a.reference).strip())
+    try:
+        assert (mounted / "base/file").read_bytes() == b"a base layer\n"
+        assert (mounted / "bin/hello").is_file()
+    finally:
+        _podman(rootfs, "image", "unmount", a.reference)
     assert not list((rootfs / "usr/share/pre-a/images").iterdir())
 
     # The real loader on that store, as on the first boot: nothing loaded, no archive needed.
     conf = tmp_path / "storage.conf"
-    runroot = tempfile.mkdtemp(prefix="cl-pre.", dir="/tmp")
+    runroot = _runroot(rootfs)
     conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{rootfs}/var/lib/containers/storage"\n'
                     f'runroot = "{runroot}"\n')  # fmt: skip
     env = _counting_env(tmp_path, PODMAN, conf, rootfs / "var/lib/container-loader")
@@ -205,3 +216,40 @@ def test_docker_store_is_written_by_a_private_dockerd_and_first_boot_loads_nothi
         ran = daemon("run", "--rm", "--network", "none", a.reference, "/bin/hello")
         assert ran.stdout == "hello from the container-lock test image\n", ran.stderr
     assert record.read_text() == "".join(sorted(f"{_config(i)} {i.reference}\n" for i in (a, b)))
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every path under `root` → what it is: a file's sha256, a link's target, 'dir'."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            found[rel] = "-> " + os.readlink(path)
+        elif path.is_dir():
+            found[rel] = "dir"
+        else:
+            found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def test_arm64_image_is_written_on_this_host_and_two_writes_differ_only_where_documented(
+    build, tmp_path, image_factory
+) -> None:
+    """An arm64 image (this host is amd64: nothing of it can run here) into podman's store, twice."""
+    image = image_factory.single_arch("preload/arm", tag="1.0", platform="linux/arm64/v8")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    _package(build, "armpre", image, "podman", arch="arm64").rename(pool / "armpre_1.0_arm64.deb")
+    stores = []
+    for n in (1, 2):
+        rootfs = _rootfs(tmp_path / f"build{n}", pool)
+        done = run.preload(rootfs, pool, tmp_path / f"work{n}", source_date_epoch=1700000000)
+        stores.append(_tree(rootfs / "var/lib/containers/storage"))
+        assert [(p.reference, p.image_id, p.arch) for p in done] == [
+            (image.reference, _config(image, "linux/arm64/v8"), "arm64")
+        ]
+        inspected = json.loads(_podman(rootfs, "image", "inspect", image.reference))[0]
+        assert (inspected["Id"], inspected["Architecture"]) == (_config(image, "linux/arm64/v8"), "arm64")
+    differ = sorted(k for k in stores[0].keys() | stores[1].keys() if stores[0].get(k) != stores[1].get(k))
+    print("\n".join(differ))
+    assert differ == []

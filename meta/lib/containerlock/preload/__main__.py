@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> int:
             return 0
         if argv[:1] == ["write"] and len(argv) == 5:
             rootfs, pool, work, image = Path(argv[1]), Path(argv[2]), Path(argv[3]), argv[4]
-            done = run.preload(rootfs, pool, work)
+            done = run.preload(rootfs, pool, work, int(os.environ.get("SOURCE_DATE_EPOCH") or 0))
             (rootfs / debs.DROP_IN).unlink(missing_ok=True)
             print(json.dumps(run.manifest(image, done), indent=2, sort_keys=True))
             return 0

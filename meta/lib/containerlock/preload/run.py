@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import PreloadError, debs, docker, installed, podman, record
+from . import PreloadError, debs, docker, installed, pin, podman, record
 
 MANIFEST_KIND = "container-lock-preload"
 MANIFEST_VERSION = 1
@@ -71,9 +71,9 @@ def _images(
     return found
 
 
-def preload(rootfs: Path, pool: Path | None, work: Path) -> list[Preloaded]:
+def preload(rootfs: Path, pool: Path | None, work: Path, source_date_epoch: int = 0) -> list[Preloaded]:
     """Write the stores; `pool`: the directory of the built .debs (None: the archives installed in
-    the root file system)."""
+    the root file system); podman's store is pinned to `source_date_epoch` (`pin`)."""
     by_engine: dict[str, list[installed.Loader]] = defaultdict(list)
     for loader in installed.loaders(rootfs):
         by_engine[loader.engine].append(loader)
@@ -89,6 +89,7 @@ def preload(rootfs: Path, pool: Path | None, work: Path) -> list[Preloaded]:
                 tar = plain_tar(archive, scratch)
                 for ref in refs:
                     podman.write(rootfs, pstore, tar, ref, image_id, scratch)
+            pin.pin_podman(rootfs / pstore.graphroot.lstrip("/"), pstore.driver, source_date_epoch)
         else:
             dstore = docker.store_of(rootfs)
             where, driver = dstore.data_root, dstore.driver
