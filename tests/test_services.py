@@ -431,7 +431,7 @@ def test_docker_unit_runs_the_pinned_id_even_after_a_retag(build, tmp_path, imag
 # -- maintainer scripts ---------------------------------------------------------------------------------
 
 
-def run_script(root: Path, tmp_path: Path, script: str, *args: str) -> list[str]:
+def run_script(root: Path, tmp_path: Path, script: str, *args: str, disabled: str = "-") -> list[str]:
     """Run a maintainer script as on a running system (/run/systemd/system present, in a private
     mount namespace) with deb-systemd-helper/-invoke and the loader recorded instead of run."""
     calls = tmp_path / "calls"
@@ -439,7 +439,10 @@ def run_script(root: Path, tmp_path: Path, script: str, *args: str) -> list[str]
     stubs = tmp_path / "stubs"
     stubs.mkdir(exist_ok=True)
     for tool in ("deb-systemd-helper", "deb-systemd-invoke", "systemctl"):
-        (stubs / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n')
+        (stubs / tool).write_text(
+            f'#!/bin/sh\necho "{tool} $*" >> {calls}\n'
+            f'case "$*" in *"was-enabled {disabled}") exit 1 ;; esac\n'  # the administrator disabled it
+        )
         (stubs / tool).chmod(0o755)
     loader = root / "usr/share/msvc/container-loader.sh"
     loader.write_text(f'#!/bin/sh\necho "container-loader.sh $*" >> {calls}\n')
@@ -470,13 +473,30 @@ def test_scripts_start_services_after_the_loader_and_stop_them_before_release(
     subprocess.run(["dpkg-deb", "-R", str(deb), str(root)], check=True)  # files and DEBIAN/ scripts
 
     installed = run_script(root, tmp_path, "postinst", "configure", "")
-    enable = [] if quadlet == "1" else ["deb-systemd-helper enable web.service api.service"]
+    # Plain units: enabled unless the administrator disabled them (deb-systemd-helper's record);
+    # Quadlet units are enabled by their [Install] section through the generator.
+    enable = [] if quadlet == "1" else [
+        "deb-systemd-helper --quiet was-enabled web.service",
+        "deb-systemd-helper enable web.service",
+        "deb-systemd-helper --quiet was-enabled api.service",
+        "deb-systemd-helper enable api.service",
+    ]  # fmt: skip
+    # deb-systemd-invoke leaves out disabled units, and would leave out generated (Quadlet) ones.
+    restart = "systemctl restart" if quadlet == "1" else "deb-systemd-invoke restart"
     assert installed == [
         *enable,
         "systemctl --system daemon-reload",
         # one transaction: the loader (re)loads and verifies, then the services start on the new IDs
-        "deb-systemd-invoke restart msvc.service web.service api.service",
+        f"{restart} msvc.service web.service api.service",
     ]
+    if quadlet == "0":
+        upgraded = run_script(root, tmp_path, "postinst", "configure", "1.0", disabled="api.service")
+        assert upgraded[:4] == [
+            "deb-systemd-helper --quiet was-enabled web.service",
+            "deb-systemd-helper enable web.service",
+            "deb-systemd-helper --quiet was-enabled api.service",
+            "deb-systemd-helper update-state api.service",  # stays disabled
+        ]
     assert run_script(root, tmp_path, "prerm", "upgrade", "2.0") == []  # an upgrade keeps them running
     removed = run_script(root, tmp_path, "prerm", "remove")
     disable = [] if quadlet == "1" else ["deb-systemd-helper disable web.service api.service"]

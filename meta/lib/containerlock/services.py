@@ -330,20 +330,34 @@ def unit_files(services: Sequence[Service], ctx: UnitContext, ids: Mapping[str, 
 
 
 def postinst(services: Sequence[Service], ctx: UnitContext) -> list[str]:
-    """Lines of the package's postinst after #DEBHELPER#: enable (plain units), then, on a running
-    system, restart the loader and the services in one transaction (the loader loads and verifies
-    the new images before the services start on their new IDs; the old containers are gone by
-    then, so the loader's prune removes the superseded images in the same update)."""
+    """Lines of the package's postinst after #DEBHELPER#: enable (plain units, keeping a unit the
+    administrator disabled disabled, as debhelper does), then, on a running system, restart the
+    loader and the services in one transaction (the loader loads and verifies the new images
+    before the services start on their new IDs; the old containers are gone by then, so the
+    loader's prune removes the superseded images in the same update).
+
+    Plain units restart through deb-systemd-invoke, which leaves out disabled units; it would
+    leave out Quadlet's generated units too (`is-enabled` says "generated"), so those restart
+    through systemctl."""
     if not services:
         return []
     units = " ".join(s.unit for s in services)
     lines = ['if [ "$1" = configure ]; then']
     if not ctx.quadlet:
-        lines.append(f"    deb-systemd-helper enable {units} >/dev/null || true")
+        lines += [
+            f"    for unit in {units}; do",
+            '        if deb-systemd-helper --quiet was-enabled "$unit"; then',
+            '            deb-systemd-helper enable "$unit" >/dev/null || true',
+            "        else",
+            '            deb-systemd-helper update-state "$unit" >/dev/null || true',
+            "        fi",
+            "    done",
+        ]
+    restart = "systemctl restart" if ctx.quadlet else "deb-systemd-invoke restart"
     lines += [
         "    if [ -d /run/systemd/system ]; then",
         "        systemctl --system daemon-reload >/dev/null || true",
-        f"        deb-systemd-invoke restart {ctx.bpn}.service {units} || true",
+        f"        {restart} {ctx.bpn}.service {units} || true",
         "    fi",
         "fi",
     ]
