@@ -197,6 +197,10 @@ def test_docker_store_is_written_by_a_private_dockerd_and_first_boot_loads_nothi
     }
     data_root = rootfs / "var/lib/docker"
     assert sorted(p.name for p in data_root.iterdir()) == ["image", "overlay2"]  # no run-time state
+    again = _rootfs(tmp_path / "again", pool)
+    run.preload(again, pool, tmp_path / "work-again")
+    first, second = _tree(data_root), _tree(again / "var/lib/docker")
+    assert sorted(k for k in first.keys() | second.keys() if first.get(k) != second.get(k)) == []
     record = rootfs / "var/lib/container-loader/docker/loaded"
     assert record.read_text() == "".join(sorted(f"{_config(i)} {i.reference}\n" for i in (a, b)))
 

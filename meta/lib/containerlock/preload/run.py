@@ -96,6 +96,7 @@ def preload(rootfs: Path, pool: Path | None, work: Path, source_date_epoch: int 
             with docker.PrivateDockerd(rootfs, dstore) as daemon:
                 for image_id, (archive, refs) in sorted(images.items()):
                     daemon.load(plain_tar(archive, scratch), refs, image_id)
+            pin.pin_docker(rootfs / dstore.data_root.lstrip("/"), dstore.driver, source_date_epoch)
         for loader in loaders:
             entries = {(i.image_id, i.reference) for i in loader.images}
             record.write(rootfs, loader.state_dir, engine, entries)
