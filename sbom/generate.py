@@ -7,7 +7,7 @@ from pathlib import Path
 
 from containerlock.lock import lockfile
 
-from . import document, kind, manifests, output
+from . import document, kind, manifests, output, preloaded
 from .memory import no_cycle_collection
 
 Progress = Callable[[int, int], None]
@@ -74,6 +74,8 @@ def _generate(
         inventory_model=fmt == "xml",
         progress=lambda n: report(len(paths) + n, total),
     )
+    # What an image build preloaded (CONTAINER_PRELOAD), beside the manifests.
+    preloaded.annotate(doc, preloaded.stores(p.parent for p in paths))
     if merge_into is not None:
         doc = output.merge(merge_into, doc)
     counter = _Counter(report, len(paths) + images, total, images, len(doc.bom.components) + images)

@@ -13,10 +13,12 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
 from containerlock.preload import debs, run
+from sbom.generate import generate
 from tests.harness.bitbake import PACKAGE_TASKS
 from tests.harness.dockerd import DOCKER, Dockerd
 from tests.test_loader import loader_recipe
@@ -28,9 +30,14 @@ def _deb(d) -> Path:
     return next(Path(d.getVar("WORKDIR")).glob("*.deb"))
 
 
-def _package(build, name, image, engine, arch="amd64") -> Path:
+def _package(build, name, image, engine, arch="amd64", deploy: Path | None = None) -> Path:
+    """The loader package's .deb; its build manifest copied into `deploy` when given."""
     extra = "" if arch == "amd64" else f'DISTRO_ARCH = "{arch}"\n'
-    return _deb(build.run(loader_recipe(build, name, image, engine=engine, extra=extra), *PACKAGE_TASKS))
+    d = build.run(loader_recipe(build, name, image, engine=engine, extra=extra), *PACKAGE_TASKS)
+    if deploy is not None:
+        deploy.mkdir(exist_ok=True)
+        shutil.copy(Path(d.getVar("CONTAINER_LOCK_DEPLOY_DIR")) / f"{name}.json", deploy)
+    return _deb(d)
 
 
 def _rootfs(tmp_path: Path, pool: Path, excluded: bool = True) -> Path:
@@ -106,8 +113,9 @@ def test_podman_store_is_written_from_the_deb_and_first_boot_loads_nothing(
     b = image_factory.single_arch("preload/b", tag="2.0")
     pool = tmp_path / "pool"
     pool.mkdir()
+    deploy = tmp_path / "deploy"
     for name, image in (("pre-a", a), ("pre-b", b)):
-        _package(build, name, image, "podman").rename(pool / f"{name}_1.0_amd64.deb")
+        _package(build, name, image, "podman", deploy=deploy).rename(pool / f"{name}_1.0_amd64.deb")
     rootfs = _rootfs(tmp_path, pool)
     assert not list((rootfs / "usr/share/pre-a/images").iterdir())  # kept out by path-exclude
     listed = subprocess.run(
@@ -121,6 +129,16 @@ def test_podman_store_is_written_from_the_deb_and_first_boot_loads_nothing(
         ("podman", a.reference, _config(a), "overlay"),
         ("podman", b.reference, _config(b), "overlay"),
     }
+    # The SBOM of the build says so, from the preload manifest beside the build manifests.
+    (deploy / "preload").mkdir()
+    (deploy / "preload" / "img.json").write_text(json.dumps(run.manifest("img", done[:1])))
+    sbom = json.loads(generate(deploy_dir=deploy))
+    shown = {c["name"] + ":" + c["version"]: {p["name"]: p["value"] for p in c.get("properties", [])}
+             for c in sbom["components"] if c["type"] == "container"}  # fmt: skip
+    assert (
+        shown[done[0].reference]["container-lock:preloaded"] == "podman:/var/lib/containers/storage (overlay)"
+    )
+    assert "container-lock:preloaded" not in shown[done[1].reference]
     listing = _podman(rootfs, "images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
     assert set(listing.split("\n")) - {""} == {
         f"{a.reference} sha256:{_config(a)}",
