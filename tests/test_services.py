@@ -179,13 +179,20 @@ def config_hex(image) -> str:
 
 def exec_words(unit: str, key: str, runtime_dir: Path, unit_name: str) -> list[str]:
     """An Exec line of a unit as systemd runs it: split (systemd quoting is a subset of the shell's
-    here), specifiers %t/%n/%% and $$ expanded."""
+    here), specifiers expanded (%t, %n, %%; another one is an error here), `$$` made `$` and
+    `$NAME`/`${NAME}` replaced by the unit's environment (none: empty), as systemd does."""
     line = next(x for x in unit.splitlines() if x.startswith(f"{key}="))
-    words = shlex.split(line.split("=", 1)[1].lstrip("-"))
+    specifiers = {"t": str(runtime_dir), "n": unit_name, "%": "%"}
+
+    def specifier(m: re.Match[str]) -> str:
+        if m[1] not in specifiers:
+            raise AssertionError(f"{key}: specifier %{m[1]} in {line!r}")
+        return specifiers[m[1]]
+
     out = []
-    for word in words:
-        word = re.sub(r"%[tn%]", lambda m: {"%t": str(runtime_dir), "%n": unit_name, "%%": "%"}[m[0]], word)
-        out.append(word.replace("$$", "$"))
+    for word in shlex.split(line.split("=", 1)[1].lstrip("-")):
+        word = re.sub(r"%(.?)", specifier, word)
+        out.append(re.sub(r"\$\$|\$\{\w+\}|\$\w+", lambda m: "$" if m[0] == "$$" else "", word))
     return out
 
 
@@ -312,7 +319,7 @@ def test_update_restarts_on_the_new_id_and_prunes_the_old_image_once_unused(
         'CONTAINER_SERVICES = "web"\n'
         f'CONTAINER_SERVICE_IMAGE[web] = "{a.reference}"\n'
         f'CONTAINER_SERVICE_ARGS[web] = "{PODMAN_TEST_ARGS} --stop-timeout 1 '
-        f'--log-driver k8s-file --log-opt path={log}"\n'
+        f"--log-driver k8s-file --log-opt path={log} -e 'MOTD=50% off, $HOME'\"\n"
         'CONTAINER_PODMAN_QUADLET = "0"'
     )
     runtime = tmp_path / "run"
@@ -364,6 +371,8 @@ def test_update_restarts_on_the_new_id_and_prunes_the_old_image_once_unused(
     start(unit_v2, "serving v2")
     running = podman("ps", "--format", "{{.Names}} {{.ImageID}}").stdout.split()
     assert running[0] == "web" and config_hex(b).startswith(running[1])
+    container_env = podman("inspect", "web", "--format", "{{json .Config.Env}}").stdout
+    assert '"MOTD=50% off, $HOME"' in container_env  # % and $ of ARGS reach the engine as written
     assert unit_run(unit_v2, "ExecStopPost").returncode == 0
 
 
