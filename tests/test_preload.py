@@ -15,8 +15,10 @@ import os
 import shlex
 import shutil
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
+from containerlock.preload import __main__ as cli
 from containerlock.preload import debs, run
 from sbom.generate import generate
 from tests.harness.bitbake import PACKAGE_TASKS
@@ -254,8 +256,8 @@ def _tree(root: Path) -> dict[str, str]:
     return found
 
 
-def test_arm64_image_is_written_on_this_host_and_two_writes_differ_only_where_documented(
-    build, tmp_path, image_factory
+def test_arm64_image_is_written_on_this_host_and_two_writes_are_byte_identical(
+    build, tmp_path, image_factory, monkeypatch, capsys
 ) -> None:
     """An arm64 image (this host is amd64: nothing of it can run here) into podman's store, twice."""
     image = image_factory.single_arch("preload/arm", tag="1.0", platform="linux/arm64/v8")
@@ -265,9 +267,20 @@ def test_arm64_image_is_written_on_this_host_and_two_writes_differ_only_where_do
     stores = []
     for n in (1, 2):
         rootfs = _rootfs(tmp_path / f"build{n}", pool)
-        done = run.preload(rootfs, pool, tmp_path / f"work{n}", source_date_epoch=1700000000)
+        if n == 1:
+            done = [
+                asdict(p) for p in run.preload(rootfs, pool, tmp_path / "work1", source_date_epoch=1700000000)
+            ]
+        else:  # the image build's command: the drop-in, then the write (SOURCE_DATE_EPOCH from the env)
+            assert cli.main(["exclude", str(rootfs), str(pool)]) == 0
+            assert (rootfs / debs.DROP_IN).read_text().endswith("path-exclude=/usr/share/armpre/images/*\n")
+            monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+            capsys.readouterr()
+            assert cli.main(["write", str(rootfs), str(pool), str(tmp_path / "work2"), "img"]) == 0
+            done = json.loads(capsys.readouterr().out)["preloaded"]
+            assert not (rootfs / debs.DROP_IN).exists()
         stores.append(_tree(rootfs / "var/lib/containers/storage"))
-        assert [(p.reference, p.image_id, p.arch) for p in done] == [
+        assert [(p["reference"], p["image_id"], p["arch"]) for p in done] == [
             (image.reference, _config(image, "linux/arm64/v8"), "arm64")
         ]
         inspected = json.loads(_podman(rootfs, "image", "inspect", image.reference))[0]
