@@ -196,6 +196,20 @@ def exec_words(unit: str, key: str, runtime_dir: Path, unit_name: str) -> list[s
     return out
 
 
+def verify_unit(root: Path, name: str) -> None:
+    """systemd's own check of a unit (`systemd-analyze verify`, the package's units on the unit
+    path): it says nothing about a unit it reads as written."""
+    units = root / "lib/systemd/system"
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(units / name)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"},
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+
+
 def built(build: BuildDir, tmp_path: Path, name: str, image, engine: str, extra: str) -> Path:
     d = build.run(loader_recipe(build, name, image, engine=engine, extra=extra), *PACKAGE_TASKS)
     root = tmp_path / "target"
@@ -221,6 +235,7 @@ def test_podman_unit_runs_the_pinned_id_even_after_a_retag(build, tmp_path, imag
     start = next(x for x in unit.splitlines() if x.startswith("ExecStart="))
     assert start.endswith(f" {config_hex(a)}") and a.reference not in start
     assert " --pull=never --name web " in start and " --rm " in start
+    verify_unit(root, "web.service")
 
     loaded = run_loader(root / "usr/share/websvc", podman)
     assert loaded.returncode == 0, loaded.stderr
@@ -392,6 +407,7 @@ def test_docker_unit_runs_the_pinned_id_even_after_a_retag(build, tmp_path, imag
     assert "Requires=docker.service dwebsvc.service\n" in unit and "Restart=always\n" in unit
     start = next(x for x in unit.splitlines() if x.startswith("ExecStart="))
     assert start.endswith(f" sha256:{config_hex(a)}") and a.reference not in start
+    verify_unit(root, "web.service")
 
     loaded = subprocess.run(
         [str(root / "usr/share/dwebsvc/container-loader.sh")],
