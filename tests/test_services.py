@@ -530,3 +530,6 @@ def test_scripts_start_services_after_the_loader_and_stop_them_before_release(
         *disable,
         "container-loader.sh --release",  # after the containers are gone: their images can go
     ]
+    assert run_script(root, tmp_path, "postrm", "remove") == ["systemctl --system daemon-reload"]
+    purge = [] if quadlet == "1" else ["deb-systemd-helper purge web.service api.service"]
+    assert run_script(root, tmp_path, "postrm", "purge") == purge

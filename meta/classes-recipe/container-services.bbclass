@@ -39,7 +39,7 @@ python do_container_services() {
     previous = record.read_text().split() if record.is_file() else []
     for rel in previous:
         (root / rel).unlink(missing_ok=True)
-    for stale in (record, record.with_name('postinst'), record.with_name('prerm')):
+    for stale in (record, *(record.with_name(n) for n in ('postinst', 'prerm', 'postrm'))):
         stale.unlink(missing_ok=True)
     spec = d.getVar('CONTAINER_SERVICES_SPEC')
     if not spec:
@@ -57,6 +57,7 @@ python do_container_services() {
     stage.mkdir(parents=True, exist_ok=True)
     (stage / 'postinst').write_text('\n'.join(services.postinst(declared, ctx)) + '\n')
     (stage / 'prerm').write_text('\n'.join(services.prerm(declared, ctx)) + '\n')
+    (stage / 'postrm').write_text('\n'.join(services.postrm(declared, ctx)) + '\n')
     record.write_text('\n'.join(written) + '\n')
     for rel in written:
         bb.note(f"service unit /{rel}")
@@ -66,9 +67,10 @@ do_container_services[file-checksums] += "${@container_lock_code_checksums(d, 'd
 addtask container_services after do_install_fetched_containers before do_prepare_build
 
 # The maintainer scripts: services enabled and (re)started after the loader on install and
-# update; stopped before the loader releases the images on removal. This class is inherited at
-# the end of container-loader, so this runs after the loader's own do_prepare_build:append
-# (which writes the prerm); do_container_services staged the lines.
+# update; stopped before the loader releases the images on removal; forgotten by systemd after
+# removal (postrm). This class is inherited at the end of container-loader, so this runs after
+# the loader's own do_prepare_build:append (which writes the prerm); do_container_services
+# staged the lines.
 do_prepare_build:append() {
     container_services_scripts
 }
@@ -81,6 +83,12 @@ container_services_scripts() {
     else
         { printf '%s\n' '#!/bin/sh' 'set -e' '#DEBHELPER#'; cat $stage/postinst; echo 'exit 0'; } \
             > ${S}/debian/${BPN}.postinst
+    fi
+    if [ -e ${S}/debian/postrm ] || [ -e ${S}/debian/${BPN}.postrm ]; then
+        bbwarn "${PN}: the recipe has its own postrm: add the services' lines to it ($stage/postrm)"
+    else
+        { printf '%s\n' '#!/bin/sh' 'set -e'; cat $stage/postrm; echo '#DEBHELPER#'; echo 'exit 0'; } \
+            > ${S}/debian/${BPN}.postrm
     fi
     prerm=${S}/debian/${BPN}.prerm
     if [ ! -e ${S}/debian/prerm ] && [ -e $prerm ] && grep -q 'container-loader.sh --release' $prerm; then

@@ -384,6 +384,26 @@ def prerm(services: Sequence[Service], ctx: UnitContext) -> list[str]:
     return lines
 
 
+def postrm(services: Sequence[Service], ctx: UnitContext) -> list[str]:
+    """Lines of the package's postrm: systemd forgets the removed units (Quadlet's generated ones
+    too); a purge forgets that the plain units were enabled."""
+    if not services:
+        return []
+    lines = [
+        'if [ "$1" = remove ] && [ -d /run/systemd/system ]; then',
+        "    systemctl --system daemon-reload >/dev/null || true",
+        "fi",
+    ]
+    if not ctx.quadlet:
+        units = " ".join(s.unit for s in services)
+        lines += [
+            'if [ "$1" = purge ]; then',
+            f"    deb-systemd-helper purge {units} >/dev/null || true",
+            "fi",
+        ]
+    return lines
+
+
 def write_units(files: Mapping[str, str], root: Path) -> list[str]:
     """Write the unit files under `root`; returns their paths (relative)."""
     for rel, text in files.items():

@@ -37,7 +37,7 @@ do_dpkg_build() {
         install -D -m 644 ${S}/debian/${PN}.service ${WORKDIR}/debroot/lib/systemd/system/${PN}.service
     fi
     # Maintainer scripts as debhelper leaves them (its own snippets are not generated here).
-    for script in postinst prerm; do
+    for script in postinst prerm postrm; do
         if [ -f ${S}/debian/${PN}.$script ]; then
             sed '/^#DEBHELPER#$/d' ${S}/debian/${PN}.$script > ${WORKDIR}/debroot/DEBIAN/$script
             chmod 755 ${WORKDIR}/debroot/DEBIAN/$script
