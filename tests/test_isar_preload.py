@@ -66,11 +66,14 @@ def test_qemuarm64_rootfs_has_the_arm64_image_preloaded(
     built = time.monotonic()
 
     rootfs = _rootfs(build)
+    store = rootfs / "var/lib/containers/storage"
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    assert not [m for m in mounts if m.startswith(f"{store}/")], "the preload left a mount in the store"
     runroot = tempfile.mkdtemp(prefix="cl-pre.", dir="/tmp")
     try:
-        store = ["--root", str(rootfs / "var/lib/containers/storage"), "--runroot", runroot]
         listing = subprocess.run(
-            ["podman", *store, "--storage-driver", "overlay", "images", "--no-trunc", "--format", FORMAT],
+            ["podman", "--root", str(store), "--runroot", runroot, "--storage-driver", "overlay",
+             "images", "--no-trunc", "--format", FORMAT],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
     finally:

@@ -78,6 +78,11 @@ def _podman(rootfs: Path, *args: str) -> str:
     return result.stdout
 
 
+def _mounts_under(path: Path) -> list[str]:
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in lines if line.split()[4].startswith(f"{path}/")]
+
+
 def _config(image, platform="linux/amd64") -> str:
     return image.platforms[platform].config_digest.removeprefix("sha256:")
 
@@ -126,6 +131,7 @@ def test_podman_store_is_written_from_the_deb_and_first_boot_loads_nothing(
     assert "/usr/share/pre-a/images/" in listed.stdout  # dpkg still knows the archive
 
     done = run.preload(rootfs, pool, tmp_path / "work")
+    assert not _mounts_under(rootfs)
 
     assert {(p.engine, p.reference, p.image_id, p.driver) for p in done} == {
         ("podman", a.reference, _config(a), "overlay"),
@@ -210,6 +216,7 @@ def test_docker_store_is_written_by_a_private_dockerd_and_first_boot_loads_nothi
     assert not list((rootfs / "usr/share/dpre/images").iterdir())
 
     done = run.preload(rootfs, pool, tmp_path / "work")
+    assert not _mounts_under(rootfs)
 
     assert {(p.engine, p.store, p.driver, p.reference, p.image_id) for p in done} == {
         ("docker", "/var/lib/docker", "overlay2", a.reference, _config(a)),

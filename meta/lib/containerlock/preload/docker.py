@@ -91,8 +91,10 @@ class PrivateDockerd:
         self.data_root.mkdir(parents=True, exist_ok=True)
         self.existed = {p.name for p in self.data_root.iterdir()}
         (self.root / "daemon.json").write_text("{}\n")
+        # A mount namespace of its own (as skopeo's): its mounts stay out of the build's.
         args = [
-            DOCKERD, "--config-file", str(self.root / "daemon.json"), "--data-root", str(self.data_root),
+            "unshare", "--mount", "--propagation", "private", DOCKERD,
+            "--config-file", str(self.root / "daemon.json"), "--data-root", str(self.data_root),
             "--storage-driver", self.driver, "--exec-root", str(self.root / "e"), "-H", self.host,
             "--pidfile", str(self.root / "d.pid"), "--iptables=false", "--ip-masq=false", "--bridge=none",
         ]  # fmt: skip

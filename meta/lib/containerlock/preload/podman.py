@@ -60,8 +60,8 @@ def stored_ids(rootfs: Path, store: Store) -> dict[str, str]:
 
 
 def release_mounts(graphroot: Path) -> None:
-    """Unmount what containers/storage left mounted in the store: its overlay driver bind-mounts
-    `<graphroot>/overlay` onto itself (private) and skopeo exits without undoing it."""
+    """Unmount whatever is still mounted in the store (nothing, with skopeo in its own mount
+    namespace; run without one, skopeo exits with `<graphroot>/overlay` bind-mounted onto itself)."""
     prefix = str(graphroot)
     points = [
         line.split()[4]
@@ -90,7 +90,20 @@ def write(rootfs: Path, store: Store, archive: Path, reference: str, image_id: s
     )
     dest = f"containers-storage:[{store.driver}@{graphroot}+{runroot}]{reference}"
     # The archive was verified against its pinned digests at fetch time; no signature policy applies.
-    args = ["skopeo", "--insecure-policy", "copy", "--quiet", f"docker-archive:{archive}", dest]
+    # In a mount namespace of its own: what containers/storage mounts (its overlay driver bind-mounts
+    # `<graphroot>/overlay` onto itself) can neither stay behind nor propagate into the build's
+    # other mounts of the root file system (Isar's `isar-work` bind mount).
+    args = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "skopeo",
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+    ]
+    args += [f"docker-archive:{archive}", dest]
     env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf), "TMPDIR": str(work)}
     try:
         result = subprocess.run(
