@@ -171,7 +171,7 @@ def test_ci_still_installs_every_tier(tmp_path: Path, uid: int) -> None:
     run = run_ci(tmp_path, "run", uid)
     assert run.returncode == 0, run.output
     assert {".ci/setup", ".ci/setup-isar", ".ci/setup-oe"} <= run.scripts()
-    assert DEMO_PACKAGES | {"docker.io", "pigz"} | BUILD_TIER_PACKAGES <= run.installed()
+    assert DEMO_PACKAGES | {"docker.io", "pigz", "busybox-static"} | BUILD_TIER_PACKAGES <= run.installed()
     assert ["useradd", "--create-home", "--shell", "/bin/bash", "clbuild"] in run.commands()
     assert any(arg == "/etc/sudoers.d/clbuild" for argv in run.ran("tee") for arg in argv)
     assert ["pip", "install", "-q", "-e", ".[test]"] in run.commands()

@@ -187,14 +187,15 @@ class Layout:
         return desc, Layer(str(desc["digest"]), len(compressed), sha256_digest(raw))
 
     def image(
-        self, platform: str, layers: list[tuple[Descriptor, Layer]]
+        self, platform: str, layers: list[tuple[Descriptor, Layer]], cmd: tuple[str, ...] = ("/bin/hello",)
     ) -> tuple[Descriptor, PlatformImage]:
-        """Config and manifest for `layers`; the manifest's descriptor (with platform) for an index."""
+        """Config and manifest for `layers` (the container's command `cmd`); the manifest's
+        descriptor (with platform) for an index."""
         plat = platform_fields(platform)
         config = {
             **plat,
             "created": CREATED,
-            "config": {"Cmd": ["/bin/hello"], "Env": ["PATH=/bin"]},
+            "config": {"Cmd": list(cmd), "Env": ["PATH=/bin"]},
             "rootfs": {"type": "layers", "diff_ids": [lay.diff_id for _, lay in layers]},
         }
         cdesc = self.blob(canonical_json(config), OCI_CONFIG)
@@ -382,20 +383,23 @@ class ImageFactory:
         tag: str = "1.0",
         platform: str = "linux/amd64",
         compressions: tuple[str, ...] = (),
+        cmd: tuple[str, ...] = ("/bin/hello",),
     ) -> PushedImage:
         """A one-platform image of these layers, bottom first; `compressions` per layer
-        (`gzip`, the default, `zstd` or `none`)."""
+        (`gzip`, the default, `zstd` or `none`); `cmd` is the container's command."""
         check_names(repository, tag, platform)
 
         def build() -> tuple[Layout, PushedImage]:
             layout = self._layout()
             kinds = [compressions[i] if i < len(compressions) else "gzip" for i in range(len(layers))]
             descs = [layout.layer(files, 3, kind) for files, kind in zip(layers, kinds, strict=True)]
-            desc, image = layout.image(platform, descs)
+            desc, image = layout.image(platform, descs, cmd)
             layout.finish(tag, desc)
             return layout, PushedImage(self.host, repository, tag, image.manifest_digest, {platform: image})
 
         key = ("layered", repository, tag, platform, tuple(_freeze(files) for files in layers), compressions)
+        if cmd != ("/bin/hello",):
+            key += (cmd,)
         return self._publish(key, build)
 
     def rootfs(
