@@ -1,4 +1,5 @@
-"""The README demo: loopback registry → pin (lockfile) → strict build → .deb → SBOM → podman → run.
+"""The README demo: loopback registry → pin (lockfile) → strict build → .deb → SBOM → podman → run
+→ the packaged service answers.
 
 Run it with `bash .ci/demo` (which installs what is needed first), or
 `.venv/bin/python -m tests.demo [--keep DIR]`. It uses the demo layer
@@ -11,17 +12,22 @@ import argparse
 import json
 import logging
 import os
+import re
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 from tests.harness import pkgdbs
 from tests.harness.bitbake import PACKAGE_TASKS, PROJECT_LAYER, TEST_CORE_LAYER, BuildDir
 from tests.harness.containers_conf import write_registries_conf
 from tests.harness.images import ImageFactory, base_files
-from tests.harness.podman import RUN_OPTIONS, Podman
+from tests.harness.podman import PODMAN, RUN_OPTIONS, Podman
 from tests.harness.registry import Registry
 
 DEMO_LAYER = PROJECT_LAYER / "demo"
@@ -96,6 +102,96 @@ NEXT_TOOL_LAYER = {
 }
 
 
+# demo/web: Debian's static busybox serving WEB_PAGE (the image's command, /bin/hello, starts it).
+BUSYBOX = Path("/bin/busybox")
+WEB_PAGE = b"hello from the demo/web service, run by its pinned image ID\n"
+# What `podman run` needs on this machine only (DEVELOPERS.md; not on a device), as
+# tests/test_services.py adds them: the unit's own networking (--network host) stays.
+TEST_RUN_OPTIONS = ("--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def web_files(port: int) -> dict[str, bytes]:
+    """demo/web's layer: busybox httpd on 127.0.0.1:`port` serving /www."""
+    if not BUSYBOX.is_file():
+        raise SystemExit(f"{BUSYBOX} is missing: install busybox-static (bash .ci/setup-demo does)")
+    start = f"#!/bin/busybox sh\nexec /bin/busybox httpd -f -p 127.0.0.1:{port} -h /www\n"
+    return {
+        **base_files("demo/web"),
+        "bin/busybox": BUSYBOX.read_bytes(),
+        "bin/hello": start.encode(),
+        "www/index.html": WEB_PAGE,
+    }
+
+
+def unit_command(unit: str, key: str, runtime: Path, name: str) -> list[str]:
+    """An Exec line of a unit as systemd runs it: split, a leading `-` dropped, the specifiers
+    %t (runtime directory), %n (unit name) and %% expanded, `$$` made `$`."""
+    line = next(x for x in unit.splitlines() if x.startswith(f"{key}="))
+    specifiers = {"t": str(runtime), "n": name, "%": "%"}
+    words = shlex.split(line.split("=", 1)[1].lstrip("-"))
+    return [re.sub(r"%(.)", lambda m: specifiers[m[1]], w).replace("$$", "$") for w in words]
+
+
+def run_unit_command(podman: Podman, words: list[str]) -> subprocess.CompletedProcess[str]:
+    """A podman command of the unit on the demo's store, with TEST_RUN_OPTIONS after `run`."""
+    if words[0] != "/usr/bin/podman":
+        raise SystemExit(f"the unit runs {words[0]}, not podman")
+    args = words[1:]
+    if args[0] == "run":
+        args = ["run", *TEST_RUN_OPTIONS, *args[1:]]
+    return subprocess.run(
+        [PODMAN, *podman.options, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CONTAINERS_STORAGE_CONF": str(podman.storage_conf)},
+        timeout=120,
+    )
+
+
+def ask(url: str, timeout: float = 60.0) -> bytes:
+    """GET `url`, retrying until it answers (the service is starting) or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def serve(podman: Podman, root: Path, workdir: Path, port: int) -> None:
+    """Start web.service's container as systemd would (ExecStartPre, ExecStart), ask it over HTTP
+    from the host, then stop it (ExecStop, ExecStopPost)."""
+    unit = (root / "lib" / "systemd" / "system" / "web.service").read_text()
+    runtime = workdir / "run"
+    runtime.mkdir(exist_ok=True)
+    print("   /lib/systemd/system/web.service:")
+    for line in unit.splitlines():
+        if line.startswith(("After=", "Requires=", "ExecStart=", "Restart=")):
+            print(f"      {line}")
+    subprocess.run(unit_command(unit, "ExecStartPre", runtime, "web.service"), check=True)
+    started = run_unit_command(podman, unit_command(unit, "ExecStart", runtime, "web.service"))
+    try:
+        if started.returncode != 0:
+            raise SystemExit(f"web.service's ExecStart failed: {started.stderr}")
+        url = f"http://127.0.0.1:{port}/index.html"
+        answer = ask(url).decode()
+        print(f"   $ curl {url}\n   {answer.rstrip()}")
+    finally:
+        for key in ("ExecStop", "ExecStopPost"):
+            run_unit_command(podman, unit_command(unit, key, runtime, "web.service"))
+    left = podman("ps", "--all", "--quiet").stdout.strip()
+    print(f"   stopped and removed: {'yes' if not left else 'no, ' + left}")
+
+
 def pinned_digest(recipe: Path) -> str:
     return recipe.read_text().split(";digest=")[1].split('"')[0]
 
@@ -110,13 +206,17 @@ def run(workdir: Path) -> None:
         os.environ["HOME"] = str(home)
         print(f"   {registry.host}; {home}/.config/containers/registries.conf marks it plain-HTTP")
 
-        step("Generate and push images (deterministic digests)")
+        step("Generate and push images (deterministic digests; demo/web's names the port it serves on)")
         factory = ImageFactory(workdir / "images", registry.host)
         hello = factory.multi_arch("demo/hello", tag="1.0")
         # demo/tool carries package databases (a base layer, then an upgrade), so the SBOM can list
         # what is inside it; demo/hello stays as meta/demo pins it.
         tool = factory.layered("demo/tool", TOOL_LAYERS, tag="2.1")
-        for image in (hello, tool):
+        # demo/web: the service. It runs on the host's network (the recipe's ARGS), so it serves on a
+        # port free here, which its layer names.
+        port = free_port()
+        web = factory.single_arch("demo/web", tag="1.0", files=web_files(port))
+        for image in (hello, tool, web):
             print(f"   {image.reference}  {image.digest}\n      platforms: {', '.join(image.platforms)}")
         recipes = DEMO_LAYER / "recipes-demo" / "prebuilt-containers"
         if pinned_digest(recipes / "demo-docker-img_1.0.bb") != hello.digest:
@@ -195,6 +295,9 @@ def run(workdir: Path) -> None:
         step("Run the loaded image")
         ran = podman("run", "--rm", *RUN_OPTIONS, hello.reference, "/bin/hello")
         print(f"   $ podman run {hello.reference} /bin/hello\n   {ran.stdout.strip()}")
+
+        step("Start demo-podman-img's service as its unit does (no systemd here: its Exec lines)")
+        serve(podman, root, workdir, port)
 
         step("Next release: demo/tool:2.1 moves; update --diff says what the re-pin brings")
         tool = factory.layered("demo/tool", [*TOOL_LAYERS, NEXT_TOOL_LAYER], tag="2.1")
