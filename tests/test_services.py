@@ -533,3 +533,23 @@ def test_scripts_start_services_after_the_loader_and_stop_them_before_release(
     assert run_script(root, tmp_path, "postrm", "remove") == ["systemctl --system daemon-reload"]
     purge = [] if quadlet == "1" else ["deb-systemd-helper purge web.service api.service"]
     assert run_script(root, tmp_path, "postrm", "purge") == purge
+
+
+def test_with_debhelper_compat_10_plain_units_are_left_to_debhelper(build, tmp_path, image_factory) -> None:
+    """debhelper (compat >= 10, Isar's DEBIAN_COMPAT) enables and restarts every unit with [Install]
+    in lib/systemd/system in #DEBHELPER#, the loader's and the services' in one call; the class adds
+    no postinst lines then (on the booted image, tests/test_isar_ready.py, they ran the loader and
+    restarted the services a second time per update). The prerm still stops the services first."""
+    a = hello_image(image_factory, "services/compat", b"compat\n")
+    extra = (
+        f'CONTAINER_SERVICES = "web"\nCONTAINER_SERVICE_IMAGE[web] = "{a.reference}"\n'
+        'CONTAINER_PODMAN_QUADLET = "0"\nDEBIAN_COMPAT = "10"'
+    )
+    d = build.run(loader_recipe(build, "msvc", a, engine="podman", extra=extra), *PACKAGE_TASKS)
+    root = tmp_path / "target"
+    deb = next(Path(d.getVar("WORKDIR")).glob("*.deb"))
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(root)], check=True)
+    assert not (root / "DEBIAN/postinst").exists(), (root / "DEBIAN/postinst").read_text()
+    assert (root / "lib/systemd/system/web.service").is_file()
+    removed = run_script(root, tmp_path, "prerm", "remove")
+    assert removed[0] == "deb-systemd-invoke stop web.service", removed

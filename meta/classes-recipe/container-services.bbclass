@@ -55,14 +55,17 @@ python do_container_services() {
     written = services.write_units(files, root)
     stage = record.parent
     stage.mkdir(parents=True, exist_ok=True)
-    (stage / 'postinst').write_text('\n'.join(services.postinst(declared, ctx)) + '\n')
-    (stage / 'prerm').write_text('\n'.join(services.prerm(declared, ctx)) + '\n')
-    (stage / 'postrm').write_text('\n'.join(services.postrm(declared, ctx)) + '\n')
+    # debhelper compat >= 10 (Isar's default) enables and restarts the plain units itself
+    compat = (d.getVar('DEBIAN_COMPAT') or '').strip()
+    debhelper_units = compat.isdigit() and int(compat) >= 10
+    for name, lines in (('postinst', services.postinst(declared, ctx, debhelper_units)),
+                        ('prerm', services.prerm(declared, ctx)), ('postrm', services.postrm(declared, ctx))):
+        (stage / name).write_text('\n'.join(lines) + '\n' if lines else '')
     record.write_text('\n'.join(written) + '\n')
     for rel in written:
         bb.note(f"service unit /{rel}")
 }
-do_container_services[vardeps] += "CONTAINER_SERVICES_SPEC CONTAINER_ENGINE_SERVICE"
+do_container_services[vardeps] += "CONTAINER_SERVICES_SPEC CONTAINER_ENGINE_SERVICE DEBIAN_COMPAT"
 do_container_services[file-checksums] += "${@container_lock_code_checksums(d, 'do_container_services')}"
 addtask container_services after do_install_fetched_containers before do_prepare_build
 
@@ -77,8 +80,10 @@ do_prepare_build:append() {
 
 container_services_scripts() {
     stage=${CONTAINER_SERVICES_STAGE}
-    [ -s $stage/postinst ] || return 0
-    if [ -e ${S}/debian/postinst ] || [ -e ${S}/debian/${BPN}.postinst ]; then
+    [ -s $stage/prerm ] || return 0
+    if [ ! -s $stage/postinst ]; then
+        :  # debhelper's own lines enable and restart the plain units
+    elif [ -e ${S}/debian/postinst ] || [ -e ${S}/debian/${BPN}.postinst ]; then
         bbwarn "${PN}: the recipe has its own postinst: start the services from it after #DEBHELPER# ($stage/postinst)"
     else
         { printf '%s\n' '#!/bin/sh' 'set -e' '#DEBHELPER#'; cat $stage/postinst; echo 'exit 0'; } \

@@ -329,7 +329,7 @@ def unit_files(services: Sequence[Service], ctx: UnitContext, ids: Mapping[str, 
     return files
 
 
-def postinst(services: Sequence[Service], ctx: UnitContext) -> list[str]:
+def postinst(services: Sequence[Service], ctx: UnitContext, debhelper_units: bool = False) -> list[str]:
     """Lines of the package's postinst after #DEBHELPER#: enable (plain units, keeping a unit the
     administrator disabled disabled, as debhelper does), then, on a running system, restart the
     loader and the services in one transaction (the loader loads and verifies the new images
@@ -338,8 +338,13 @@ def postinst(services: Sequence[Service], ctx: UnitContext) -> list[str]:
 
     Plain units restart through deb-systemd-invoke, which leaves out disabled units; it would
     leave out Quadlet's generated units too (`is-enabled` says "generated"), so those restart
-    through systemctl."""
-    if not services:
+    through systemctl.
+
+    `debhelper_units`: debhelper (compat >= 10) already does all of this for the plain units in
+    #DEBHELPER# (it takes every unit with [Install] in lib/systemd/system, the loader's and the
+    services', into one `deb-systemd-invoke restart`); repeating it ran the loader and restarted
+    the services twice per update (seen on a booted image), so plain units then get no lines."""
+    if not services or (debhelper_units and not ctx.quadlet):
         return []
     units = " ".join(s.unit for s in services)
     lines = ['if [ "$1" = configure ]; then']
