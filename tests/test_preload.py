@@ -15,8 +15,11 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+
+import pytest
 
 from containerlock.preload import __main__ as cli
 from containerlock.preload import debs, run
@@ -59,11 +62,23 @@ def _rootfs(tmp_path: Path, pool: Path, excluded: bool = True) -> Path:
     return root
 
 
+_RUNROOTS: set[Path] = set()
+
+
+@pytest.fixture(autouse=True)
+def _remove_runroots() -> Iterator[None]:
+    yield
+    for path in _RUNROOTS:
+        shutil.rmtree(path, ignore_errors=True)
+    _RUNROOTS.clear()
+
+
 def _runroot(rootfs: Path) -> str:
     """One short run root per store (podman refuses run roots over 50 characters, and its database
-    in the store remembers the first one given)."""
+    in the store remembers the first one given); removed after the test."""
     path = Path("/tmp") / f"cl-pre.{hashlib.sha256(str(rootfs).encode()).hexdigest()[:12]}"
     path.mkdir(exist_ok=True)
+    _RUNROOTS.add(path)
     return str(path)
 
 
