@@ -45,6 +45,7 @@ from tests.harness.isar import (
     give_to_build_user,
     isar_checkout,
     loader_recipe,
+    same_package_recipe_extra,
     work_dir,
 )
 from tests.harness.isar_boot import QemuVM, Report, disk_copy, isar_environment, require_tools
@@ -116,18 +117,6 @@ def _services(engine: str, image: PushedImage) -> str:
         f'CONTAINER_SERVICE_ARGS[{name}] = "--network host"\n'
     )
 
-
-# As in tests/test_isar_lifetime.py: the v2 recipe has its own PN and the package name of v1.
-_V2_EXTRA = """\
-BPN = "cltest-ready-{engine}"
-do_prepare_build:append() {{
-    mv ${{S}}/debian/${{PN}}.install ${{S}}/debian/${{BPN}}.install
-}}
-do_fetch_common_source() {{
-    :
-}}
-addtask dpkg_build after do_dpkg_source
-"""
 
 _CHECK_RECIPE = """\
 DESCRIPTION = "container-lock ready-at-first-boot test: run the host's phase, report on ttyS1"
@@ -305,7 +294,7 @@ def write_layer(build: IsarBuild, images: ReadyImages) -> list[str]:
         about = f'DESCRIPTION = "container-lock ready test: {engine} loader with a service"\n'
         a, b = images.a[engine], images.b[engine]
         build.add_recipe(package(engine), about + loader_recipe(engine, _url(a), extra=_services(engine, a)))
-        extra = _V2_EXTRA.format(engine=engine) + _services(engine, b)
+        extra = same_package_recipe_extra(f"cltest-ready-{engine}") + _services(engine, b)
         build.add_recipe(f"{package(engine)}-v2", about + loader_recipe(engine, _url(b), extra=extra), "2.0")
     recipe = build.add_recipe("cltest-ready-check", _CHECK_RECIPE)
     files = recipe.parent / "files"

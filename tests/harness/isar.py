@@ -712,3 +712,20 @@ def docker_url(host: str, repository: str, tag: str, digest: str | None = None) 
 def unpacked_records(workdir: Path) -> list[dict[str, object]]:
     """The facts (`container-lock.json`) of every image do_unpack placed under `${WORKDIR}`."""
     return [json.loads(p.read_text()) for p in sorted(workdir.glob("container-images/*/container-lock.json"))]
+
+
+def same_package_recipe_extra(bpn: str) -> str:
+    """Recipe lines that make a second recipe (its own PN, e.g. `<bpn>-v2`) build the Debian
+    package `bpn`: a device update carried by the same build. dpkg-raw names its install list
+    after PN; with PN != BPN, Isar builds from the source package of BPN fetched from isar-apt
+    (do_fetch_common_source): here the recipe builds its own source instead."""
+    return (
+        f'BPN = "{bpn}"\n'
+        "do_prepare_build:append() {\n"
+        "    mv ${S}/debian/${PN}.install ${S}/debian/${BPN}.install\n"
+        "}\n"
+        "do_fetch_common_source() {\n"
+        "    :\n"
+        "}\n"
+        "addtask dpkg_build after do_dpkg_source\n"
+    )
