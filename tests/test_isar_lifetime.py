@@ -60,6 +60,7 @@ from tests.harness.isar import (
     give_to_build_user,
     isar_checkout,
     loader_recipe,
+    same_package_recipe_extra,
     work_dir,
 )
 from tests.harness.isar_boot import QemuVM, Report, disk_copy, isar_environment, require_tools
@@ -130,20 +131,6 @@ def push_images(factory: ImageFactory, bench: bool = True) -> LifeImages:
 def _url(image: PushedImage) -> str:
     return docker_url(image.host, image.repository, image.tag, image.digest)
 
-
-# The v2 recipe has its own PN and the Debian package name (BPN) of v1. dpkg-raw names its
-# install list after PN; with PN != BPN, Isar builds from the source package of BPN (v1's)
-# fetched from isar-apt (do_fetch_common_source): here v2 builds its own source instead.
-_V2_EXTRA = """\
-BPN = "cltest-life-{engine}"
-do_prepare_build:append() {{
-    mv ${{S}}/debian/${{PN}}.install ${{S}}/debian/${{BPN}}.install
-}}
-do_fetch_common_source() {{
-    :
-}}
-addtask dpkg_build after do_dpkg_source
-"""
 
 _CHECK_RECIPE = """\
 DESCRIPTION = "container-lock lifetime test: run the host's phases, report on ttyS1"
@@ -567,7 +554,9 @@ def write_layer(build: IsarBuild, images: LifeImages) -> list[str]:
     for engine in ENGINES:
         about = f'DESCRIPTION = "container-lock lifetime test: {engine} loader"\n'
         build.add_recipe(f"cltest-life-{engine}", about + loader_recipe(engine, _url(images.a)))
-        v2 = loader_recipe(engine, _url(images.b), _url(images.c), extra=_V2_EXTRA.format(engine=engine))
+        v2 = loader_recipe(
+            engine, _url(images.b), _url(images.c), extra=same_package_recipe_extra(f"cltest-life-{engine}")
+        )
         build.add_recipe(f"cltest-life-{engine}-v2", about + v2, version="2.0")
         build.add_recipe(f"cltest-bench-{engine}", about + loader_recipe(engine, *map(_url, images.bench)))
     recipe = build.add_recipe("cltest-life-check", _CHECK_RECIPE)
