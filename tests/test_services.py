@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import shlex
-import struct
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import bb
 import pytest
 
 from tests.harness.bitbake import PACKAGE_TASKS, BuildDir
-from tests.harness.images import base_files, hello_binary
+from tests.harness.images import base_files, hello_binary, serving_binary
 from tests.harness.podman import PODMAN
 from tests.test_loader import install_deb, loader_recipe, run_loader
 
@@ -296,27 +295,6 @@ def test_quadlet_file_names_the_pinned_id(build, tmp_path, image_factory) -> Non
     assert '\nPodmanArgs=-p 8080:80 -e "MOTD=50%% off"\n' in text  # % is a systemd specifier
     assert "\nRestart=always\n" in text and "\nRequires=quadsvc.service\n" in text
     assert "\nWantedBy=multi-user.target\n" in text
-
-
-def serving_binary(message: bytes) -> bytes:
-    """Like hello_binary, but the process stays (pause() in a loop) as a service does."""
-    code = (
-        b"\xb8\x01\x00\x00\x00"  # mov eax, 1 (write)
-        b"\xbf\x01\x00\x00\x00"  # mov edi, 1 (stdout)
-        b"\x48\x8d\x35\x10\x00\x00\x00"  # lea rsi, [rip + 16] (the message)
-        + b"\xba"
-        + struct.pack("<I", len(message))  # mov edx, len
-        + b"\x0f\x05"  # syscall
-        b"\xb8\x22\x00\x00\x00"  # mov eax, 34 (pause)
-        b"\x0f\x05"  # syscall
-        b"\xeb\xf7"  # jmp back to the pause
-    )
-    base, headers = 0x400000, 64 + 56
-    size = headers + len(code) + len(message)
-    ident = b"\x7fELF\x02\x01\x01" + bytes(9)
-    ehdr = struct.pack("<16sHHIQQQIHHHHHH", ident, 2, 0x3E, 1, base + headers, 64, 0, 0, 64, 56, 1, 0, 0, 0)
-    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
-    return ehdr + phdr + code + message
 
 
 def test_update_restarts_on_the_new_id_and_prunes_the_old_image_once_unused(

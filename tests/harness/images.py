@@ -248,6 +248,33 @@ def push_layout(
     skopeo(*args, f"oci:{root}:{tag}", f"docker://{destination}")
 
 
+def _elf(code: bytes, message: bytes) -> bytes:
+    """A static x86-64 ELF of one loadable segment: `code`, then `message` (which the code's
+    rip-relative lea 16 bytes in points at)."""
+    base, headers = 0x400000, 64 + 56
+    size = headers + len(code) + len(message)
+    ident = b"\x7fELF\x02\x01\x01" + bytes(9)
+    ehdr = struct.pack("<16sHHIQQQIHHHHHH", ident, 2, 0x3E, 1, base + headers, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    return ehdr + phdr + code + message
+
+
+def serving_binary(message: bytes) -> bytes:
+    """Like hello_binary, but the process stays (pause() in a loop) as a service does."""
+    code = (
+        b"\xb8\x01\x00\x00\x00"  # mov eax, 1 (write)
+        b"\xbf\x01\x00\x00\x00"  # mov edi, 1 (stdout)
+        b"\x48\x8d\x35\x10\x00\x00\x00"  # lea rsi, [rip + 16] (the message)
+        + b"\xba"
+        + struct.pack("<I", len(message))  # mov edx, len
+        + b"\x0f\x05"  # syscall
+        b"\xb8\x22\x00\x00\x00"  # mov eax, 34 (pause)
+        b"\x0f\x05"  # syscall
+        b"\xeb\xf7"  # jmp back to the pause
+    )
+    return _elf(code, message)
+
+
 def hello_binary(message: bytes = b"hello from the container-lock test image\n") -> bytes:
     """A static x86-64 Linux ELF that writes `message` and exits 0 (no libc, no shell needed)."""
     code = (
@@ -261,12 +288,7 @@ def hello_binary(message: bytes = b"hello from the container-lock test image\n")
         b"\x31\xff"  # xor edi, edi
         b"\x0f\x05"  # syscall
     )
-    base, headers = 0x400000, 64 + 56
-    size = headers + len(code) + len(message)
-    ident = b"\x7fELF\x02\x01\x01" + bytes(9)
-    ehdr = struct.pack("<16sHHIQQQIHHHHHH", ident, 2, 0x3E, 1, base + headers, 64, 0, 0, 64, 56, 1, 0, 0, 0)
-    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
-    return ehdr + phdr + code + message
+    return _elf(code, message)
 
 
 def base_files(name: str) -> dict[str, bytes]:
