@@ -63,7 +63,14 @@ from tests.harness.isar import (
     same_package_recipe_extra,
     work_dir,
 )
-from tests.harness.isar_boot import QemuVM, Report, disk_copy, isar_environment, require_tools
+from tests.harness.isar_boot import (
+    QemuVM,
+    Report,
+    disk_copy,
+    isar_environment,
+    print_uncaptured,
+    require_tools,
+)
 from tests.harness.registry import Registry
 
 pytestmark = [pytest.mark.isar, pytest.mark.boot]
@@ -857,9 +864,7 @@ def _seed_note(seed: int) -> str:
 @pytest.fixture(scope="module")
 def seed(request: pytest.FixtureRequest) -> int:
     value = lifetime_seed()
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print(f"\n{_seed_note(value)}", flush=True)
+    print_uncaptured(request, _seed_note(value))
     return value
 
 

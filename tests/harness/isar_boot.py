@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.harness import processes
 
 MARK = "@@CLTEST"
@@ -253,3 +255,10 @@ class QemuVM:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def print_uncaptured(request: pytest.FixtureRequest, text: str) -> None:
+    """Print `text` past pytest's capture (a seed must show even in a passing, quiet run)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n{text}", flush=True)
